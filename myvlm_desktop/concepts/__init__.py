@@ -1,0 +1,1 @@
+"""MyVLM concept heads: is this concept in this photo? Trained from what the user named."""

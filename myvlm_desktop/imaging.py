@@ -1,0 +1,213 @@
+"""Safe image decoding shared by the library (metadata, thumbnails) and vision (pixels for models).
+
+Every failure becomes an `ImageError` with a reason a user can read; nothing here raises anything else
+for a bad file, so a scan can record the reason and go on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
+
+try:  # HEIC/HEIF from phones; optional at import so a broken libheif never stops the app
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    HEIF_SUPPORTED = True
+except Exception:  # pragma: no cover - depends on the platform's wheel
+    HEIF_SUPPORTED = False
+
+# 16k x 12k is larger than any camera; beyond that a declared size is a decompression bomb.
+MAX_PIXELS = 200_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif"}
+)
+
+
+class ImageError(Exception):
+    """A file that cannot be used as a photo; `reason` is short and meant for the user."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PhotoInfo:
+    width: int  # after EXIF orientation
+    height: int
+    format: str
+    orientation: int
+    taken_at: str | None  # ISO 8601, camera local time
+    lat: float | None
+    lon: float | None
+    camera: str | None
+
+
+def is_image_name(name: str | bytes) -> bool:
+    name = os.fsdecode(name)
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def open_image(path: str | bytes | os.PathLike) -> Image.Image:
+    """Open lazily (header only) with every decoding failure turned into an ImageError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            img.size  # noqa: B018 - forces the header read under the bomb check
+            if img.width * img.height > MAX_PIXELS:
+                raise ImageError(f"image too large ({img.width}x{img.height} pixels)")
+            return img
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"image too large (decompression bomb): {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image file (unrecognised format)") from None
+    except FileNotFoundError:
+        raise ImageError("file vanished before it could be read") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except IsADirectoryError:
+        raise ImageError("is a directory") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read file: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - codecs raise anything on hostile input
+        raise ImageError(f"cannot decode image: {type(exc).__name__}: {exc}") from None
+
+
+def _decode(img: Image.Image, max_side: int | None) -> Image.Image:
+    """Fully decode (first frame), orient and convert to 8-bit RGB; errors become ImageError."""
+    try:
+        if max_side and img.format == "JPEG":
+            img.draft("RGB", (max_side, max_side))  # JPEG DCT scaling: decodes big photos 2-8x faster
+        img.seek(0)
+        img.load()
+        oriented = ImageOps.exif_transpose(img) or img
+        rgb = to_rgb(oriented)
+        if max_side and max(rgb.size) > max_side:
+            rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        return rgb
+    except ImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"corrupt or truncated image: {exc}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise ImageError(f"cannot decode image: {type(exc).__name__}: {exc}") from None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB from any mode: CMYK, palette, alpha, 16-bit and float images included."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr8 = np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, "L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        rgba = img.convert("RGBA")
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def load_rgb(path: str | bytes | os.PathLike, max_side: int | None = None) -> Image.Image:
+    """Decoded, oriented RGB image, optionally shrunk so its longest side is at most `max_side`."""
+    img = open_image(path)
+    try:
+        return _decode(img, max_side)
+    finally:
+        img.close()
+
+
+def load_array(path: str | bytes | os.PathLike, max_side: int | None = None) -> np.ndarray:
+    """HxWx3 uint8 array, the form the vision engines take."""
+    return np.asarray(load_rgb(path, max_side))
+
+
+def read_photo(path: str | bytes | os.PathLike, thumbnail_to: Path | None = None, thumb_side: int = 320) -> PhotoInfo:
+    """Check a photo decodes, read its metadata and (optionally) write its thumbnail as JPEG."""
+    img = open_image(path)
+    try:
+        exif = _exif(img)
+        fmt = img.format or "unknown"
+        orientation = int(exif.get(ExifTags.Base.Orientation, 1) or 1)
+        w, h = img.size
+        if orientation in (5, 6, 7, 8):
+            w, h = h, w
+        small = _decode(img, thumb_side)  # decoding proves the pixels are readable, not just the header
+        if thumbnail_to is not None:
+            write_jpeg(small, thumbnail_to)
+        lat, lon = _gps(exif)
+        return PhotoInfo(w, h, fmt, orientation, _taken_at(exif), lat, lon, _camera(exif))
+    finally:
+        img.close()
+
+
+def write_jpeg(img: Image.Image, target: Path, quality: int = 85) -> None:
+    """Write atomically so a crash never leaves half a thumbnail behind."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    img.save(tmp, "JPEG", quality=quality)
+    os.replace(tmp, target)
+
+
+def _exif(img: Image.Image) -> Image.Exif:
+    try:
+        return img.getexif()
+    except Exception:  # noqa: BLE001 - malformed EXIF must not make a good photo unreadable
+        return Image.Exif()
+
+
+def _taken_at(exif: Image.Exif) -> str | None:
+    try:
+        sub = exif.get_ifd(ExifTags.IFD.Exif)
+    except Exception:  # noqa: BLE001
+        sub = {}
+    raw = sub.get(ExifTags.Base.DateTimeOriginal) or exif.get(ExifTags.Base.DateTime)
+    if not raw:
+        return None
+    try:
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        return dt.datetime.strptime(text.strip().rstrip("\x00")[:19], "%Y:%m:%d %H:%M:%S").isoformat()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _camera(exif: Image.Exif) -> str | None:
+    make = str(exif.get(ExifTags.Base.Make, "") or "").strip("\x00 ")
+    model = str(exif.get(ExifTags.Base.Model, "") or "").strip("\x00 ")
+    if model.lower().startswith(make.lower()):
+        make = ""
+    return " ".join(p for p in (make, model) if p) or None
+
+
+def _gps(exif: Image.Exif) -> tuple[float | None, float | None]:
+    try:
+        gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+        lat = _degrees(gps[ExifTags.GPS.GPSLatitude], gps.get(ExifTags.GPS.GPSLatitudeRef, "N"))
+        lon = _degrees(gps[ExifTags.GPS.GPSLongitude], gps.get(ExifTags.GPS.GPSLongitudeRef, "E"))
+    except Exception:  # noqa: BLE001 - absent or malformed GPS is simply no GPS
+        return None, None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return None, None
+    return lat, lon
+
+
+def _degrees(dms, ref) -> float:
+    d, m, s = (float(x) for x in dms)
+    value = d + m / 60.0 + s / 3600.0
+    ref = ref.decode() if isinstance(ref, bytes) else str(ref)
+    return -value if ref.strip().upper() in ("S", "W") else value

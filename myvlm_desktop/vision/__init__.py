@@ -1,0 +1,1 @@
+"""Pixels to vectors: face engines and image embedders. Pure compute: arrays in, arrays out."""

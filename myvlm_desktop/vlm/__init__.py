@@ -1,0 +1,1 @@
+"""MyVLM concept embeddings inside vision-language models: backends, the concept layer, training, generation."""
