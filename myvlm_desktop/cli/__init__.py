@@ -1,0 +1,66 @@
+"""`myvlm`: the app without a window. Every command takes --data-dir (else $MYVLM_DATA_DIR, else the
+platform's data folder). Each area registers its commands from its own module here.
+
+Exit codes: 0 done, 1 a model or job failed, 2 bad input (a malformed query, a missing folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from ..models.errors import ModelUnavailable
+from . import common
+
+AREAS = ("library", "perception", "people", "concepts", "vlm")
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="myvlm", description="MyVLM Desktop, headless.")
+    parser.add_argument("--data-dir", help="the app's data folder (default: $MYVLM_DATA_DIR or the platform's)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for area in AREAS:
+        module = _area(area)
+        if module is not None:
+            module.register(sub)
+    return parser
+
+
+def _area(name: str):
+    import importlib
+
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{__name__}.{name}":
+            return None  # that area has no commands yet
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable = args.handler
+    try:
+        result = handler(args)
+    except ModelUnavailable as exc:
+        print(f"myvlm: {exc}", file=sys.stderr)
+        return 1
+    except common.CommandError as exc:
+        print(f"myvlm: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("myvlm: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        common.close_open_library()
+    if isinstance(result, int):
+        return result
+    return 0
+
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
