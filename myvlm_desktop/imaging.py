@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,7 @@ def read_photo(path: str | bytes | os.PathLike, thumbnail_to: Path | None = None
 def write_jpeg(img: Image.Image, target: Path, quality: int = 85) -> None:
     """Write atomically so a crash never leaves half a thumbnail behind."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    tmp = target.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")  # scan threads may race
     img.save(tmp, "JPEG", quality=quality)
     os.replace(tmp, target)
 

@@ -1,0 +1,125 @@
+"""The object / pet head (MyVLM section 1): a linear classifier on L2-normalised image embeddings.
+
+Trained as MyVLM trains it: nn.Linear(dim, 2) with cross-entropy, AdamW (lr 1e-3, weight decay 0.01),
+a cosine schedule down to 5e-6 over 500 steps of 16, gradient clipping at 0.1, and a weighted sampler
+so positives and negatives are drawn equally often however few positives there are. Augmentation
+(flip, rotation) reaches the head as embeddings of augmented views, computed once before training.
+Class 1 is the concept; the concept is present when softmax p(concept) >= 0.5.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import WeightedRandomSampler
+
+PRESENT_AT = 0.5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 500
+    batch: int = 16
+    lr: float = 1e-3
+    min_lr: float = 5e-6
+    weight_decay: float = 0.01
+    clip: float = 0.1
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class TrainingError(ValueError):
+    """The examples cannot make a head (no positives, no negatives, mismatched sizes)."""
+
+
+@dataclass
+class LinearHead:
+    weight: np.ndarray   # (2, dim) float32
+    bias: np.ndarray     # (2,) float32
+
+    @property
+    def dim(self) -> int:
+        return int(self.weight.shape[1])
+
+    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        """p(concept) for each row of `embeddings` (normalised here, as in training)."""
+        x = np.asarray(embeddings, np.float32).reshape(-1, self.dim)
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        logits = x @ self.weight.T + self.bias
+        # softmax over two classes = sigmoid of the logit difference (stable for any magnitude)
+        return 1.0 / (1.0 + np.exp(-(logits[:, 1] - logits[:, 0])))
+
+    def present(self, embeddings: np.ndarray) -> np.ndarray:
+        return self.probabilities(embeddings) >= PRESENT_AT
+
+
+def train_linear_head(positives: np.ndarray, negatives: np.ndarray, config: TrainConfig = TrainConfig(),
+                      positive_groups: np.ndarray | None = None) -> LinearHead:
+    """Train a head from embeddings of the concept (`positives`, augmented views included) and of other photos.
+
+    `positive_groups` says which photo each positive row came from, so a photo with more views does not
+    outweigh one with fewer; without it every row counts alike. Same inputs and seed, same head.
+    """
+    pos = _matrix(positives, "positive")
+    neg = _matrix(negatives, "negative")
+    if pos.shape[1] != neg.shape[1]:
+        raise TrainingError(f"positives have {pos.shape[1]} dimensions but negatives {neg.shape[1]}")
+    x = torch.from_numpy(np.concatenate([pos, neg]))
+    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    y = torch.cat([torch.ones(len(pos), dtype=torch.long), torch.zeros(len(neg), dtype=torch.long)])
+
+    generator = torch.Generator().manual_seed(config.seed)
+    head = _initialised_linear(x.shape[1], generator)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.min_lr)
+    sampler = WeightedRandomSampler(_balanced_weights(len(pos), len(neg), positive_groups),
+                                    num_samples=config.steps * config.batch, replacement=True, generator=generator)
+    order = torch.tensor(list(sampler)).view(config.steps, config.batch)
+    loss_fn = nn.CrossEntropyLoss()
+    for batch in order:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(head(x[batch]), y[batch])
+        loss.backward()
+        nn.utils.clip_grad_norm_(head.parameters(), config.clip)
+        optimizer.step()
+        schedule.step()
+    return LinearHead(head.weight.detach().numpy().copy(), head.bias.detach().numpy().copy())
+
+
+def _initialised_linear(dim: int, generator: torch.Generator) -> nn.Linear:
+    """nn.Linear with its usual uniform init, but drawn from our generator (the global RNG is shared)."""
+    head = nn.Linear(dim, 2)
+    bound = 1.0 / math.sqrt(dim)
+    with torch.no_grad():
+        head.weight.uniform_(-bound, bound, generator=generator)
+        head.bias.uniform_(-bound, bound, generator=generator)
+    return head
+
+
+def _balanced_weights(n_pos: int, n_neg: int, groups: np.ndarray | None) -> torch.Tensor:
+    """Half the draws go to positives, half to negatives; within positives each photo counts alike."""
+    if groups is None:
+        pos = np.full(n_pos, 0.5 / n_pos)
+    else:
+        groups = np.asarray(groups)
+        if len(groups) != n_pos:
+            raise TrainingError("positive_groups must have one entry per positive row")
+        _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+        pos = 0.5 / len(counts) / counts[inverse]
+    neg = np.full(n_neg, 0.5 / n_neg)
+    return torch.from_numpy(np.concatenate([pos, neg])).double()
+
+
+def _matrix(rows: np.ndarray, what: str) -> np.ndarray:
+    rows = np.asarray(rows, np.float32)
+    if rows.ndim != 2 or len(rows) == 0:
+        raise TrainingError(f"a linear head needs at least one {what} example (got shape {rows.shape})")
+    if not np.isfinite(rows).all():
+        raise TrainingError(f"{what} embeddings contain NaN or infinity")
+    return rows

@@ -1,0 +1,212 @@
+"""Nearest-neighbour search over embeddings with FAISS, and its on-disk cache beside the database.
+
+Embeddings are L2-normalised, so the inner product is the cosine similarity and the cosine distance is
+`1 - ip`. Up to `EXACT_LIMIT` vectors the index is exact (a flat inner-product index); beyond, an inverted
+file (IVF) whose lists are scanned `nprobe` at a time: building an HNSW graph of a million vectors takes
+minutes on two cores, training an IVF quantizer on a sample takes seconds, and with nprobe 16 it finds
+nearly all of the neighbours that matter for clustering (those within the clustering distance).
+
+The cache (`<data_dir>/index/<name>.faiss` + `.json`) is only a cache: the stamp is the row count and the
+largest row id of the embeddings it holds; when rows were only added the new ones are appended, any other
+difference rebuilds it from the database.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from ..library.db import Database
+
+EXACT_LIMIT = 200_000
+NPROBE = 16
+SEARCH_BATCH = 8192
+
+
+class VectorIndex:
+    """A FAISS inner-product index over int64 ids: exact up to `exact_limit` vectors, IVF beyond."""
+
+    def __init__(self, index: faiss.Index, dim: int):
+        self.index, self.dim = index, dim
+
+    @classmethod
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, exact_limit: int = EXACT_LIMIT,
+              nprobe: int = NPROBE) -> VectorIndex:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        dim = vectors.shape[1] if vectors.ndim == 2 else 0
+        if len(ids) <= exact_limit:
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        else:
+            index = _trained_ivf(vectors, nprobe)
+        if len(ids):
+            index.add_with_ids(vectors, ids)
+        return cls(index, dim)
+
+    @property
+    def size(self) -> int:
+        return self.index.ntotal
+
+    @property
+    def exact(self) -> bool:
+        return not isinstance(faiss.downcast_index(self.index), faiss.IndexIVF)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids):
+            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
+                                    np.ascontiguousarray(ids, dtype=np.int64))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cosine distances, ids), nearest first; id -1 (distance inf) where fewer than k exist."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        k = max(1, min(k, self.size)) if self.size else 1
+        dist = np.full((len(queries), k), np.inf, dtype=np.float32)
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        if not self.size or not len(queries):
+            return dist, ids
+        for start in range(0, len(queries), SEARCH_BATCH):
+            sims, found = self.index.search(queries[start:start + SEARCH_BATCH], k)
+            part = slice(start, start + len(found))
+            dist[part] = np.where(found >= 0, 1.0 - sims, np.inf)
+            ids[part] = found
+        return dist, ids
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        faiss.write_index(self.index, str(tmp))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> VectorIndex:
+        index = faiss.read_index(str(path))
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:
+            ivf.nprobe = max(ivf.nprobe, 1)
+        return cls(index, index.d)
+
+
+def _trained_ivf(vectors: np.ndarray, nprobe: int) -> faiss.Index:
+    """An IVF-Flat index trained on a sample: about 4 * sqrt(n) lists, at least 39 training points each."""
+    n, dim = vectors.shape
+    nlist = int(min(65536, max(64, 4 * math.sqrt(n))))
+    sample = vectors
+    if n > nlist * 64:
+        rng = np.random.default_rng(0)
+        sample = vectors[rng.choice(n, nlist * 64, replace=False)]
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter = 10
+    index.train(np.ascontiguousarray(sample))
+    index.nprobe = nprobe
+    return index  # faiss's Python wrapper keeps the quantizer alive with the index
+
+
+# -- the cache beside the database ---------------------------------------------------------------------
+
+def index_dir(db: Database) -> Path:
+    return db.path.parent / "index"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+class Source:
+    """Where an index's vectors live: rows (id, embedding BLOB) of one table for one engine or embedder."""
+
+    def __init__(self, name: str, table: str, id_col: str, engine_col: str, engine: str):
+        self.name, self.engine = name, engine
+        self._from = f"FROM {table} WHERE {engine_col} = ?"
+        self._id = id_col
+
+    def stamp(self, conn: sqlite3.Connection) -> dict:
+        count, max_id = conn.execute(f"SELECT count(*), max({self._id}) {self._from}", (self.engine,)).fetchone()
+        return {"count": int(count), "max_id": int(max_id or 0)}
+
+    def count_upto(self, conn: sqlite3.Connection, max_id: int) -> int:
+        sql = f"SELECT count(*) {self._from} AND {self._id} <= ?"
+        return conn.execute(sql, (self.engine, max_id)).fetchone()[0]
+
+    def rows(self, conn: sqlite3.Connection, after_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        sql = f"SELECT {self._id}, embedding {self._from} AND {self._id} > ? ORDER BY {self._id}"
+        return read_vectors(conn.execute(sql, (self.engine, after_id)))
+
+
+def face_source(engine: str) -> Source:
+    return Source(f"faces-{engine}", "faces", "id", "engine", engine)
+
+
+def image_source(embedder: str) -> Source:
+    return Source(f"images-{embedder}", "image_embeddings", "photo_id", "embedder", embedder)
+
+
+def read_vectors(cursor) -> tuple[np.ndarray, np.ndarray]:
+    """(ids int64, vectors float32 n x d) from rows of (id, float32 BLOB)."""
+    ids, blobs = [], []
+    for row in cursor:
+        ids.append(row[0])
+        blobs.append(row[1])
+    if not ids:
+        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    dim = len(blobs[0]) // 4
+    bad = [i for i, b in enumerate(blobs) if len(b) != dim * 4]
+    if bad:
+        raise ValueError(f"embeddings of different sizes in one index (id {ids[bad[0]]})")
+    vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), dim)
+    return np.asarray(ids, np.int64), vectors
+
+
+def cached_index(db: Database, source: Source, exact_limit: int = EXACT_LIMIT,
+                 progress: Callable[[str], None] | None = None) -> VectorIndex:
+    """The source's index from the cache, appended to or rebuilt when the database moved on."""
+    folder = index_dir(db)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{_safe(source.name)}.faiss"
+    stamp_path = path.with_suffix(".json")
+    conn = db.read()
+    stamp = source.stamp(conn)
+    index, old = _load_cached(path, stamp_path)
+    if index is not None and old == stamp:
+        return index
+    if index is not None and _only_added(old, stamp, source, conn):
+        ids, vectors = source.rows(conn, old["max_id"])
+        if len(ids) and vectors.shape[1] == index.dim:
+            index.add(ids, vectors)
+            if index.exact == (index.size <= exact_limit):
+                _save(index, path, stamp_path, stamp)
+                return index
+    if progress:
+        progress(f"building the {source.name} index")
+    ids, vectors = source.rows(conn)
+    index = VectorIndex.build(ids, vectors, exact_limit)
+    _save(index, path, stamp_path, stamp)
+    return index
+
+
+def _load_cached(path: Path, stamp_path: Path) -> tuple[VectorIndex | None, dict | None]:
+    try:
+        return VectorIndex.load(path), json.loads(stamp_path.read_text())
+    except (OSError, RuntimeError, ValueError):
+        return None, None  # missing or damaged: rebuilt from the database
+
+
+def _only_added(old: dict, new: dict, source: Source, conn) -> bool:
+    """True when the rows in the index are still all there and the rest have larger ids."""
+    if new["max_id"] <= old["max_id"] or new["count"] <= old["count"]:
+        return False
+    return source.count_upto(conn, old["max_id"]) == old["count"]
+
+
+def _save(index: VectorIndex, path: Path, stamp_path: Path, stamp: dict) -> None:
+    try:
+        index.save(path)
+        stamp_path.write_text(json.dumps({**stamp, "dim": index.dim, "exact": index.exact}))
+    except (OSError, RuntimeError):
+        pass  # a cache that cannot be written is rebuilt next time

@@ -1,0 +1,341 @@
+"""The app session both faces use: one library, one job queue with every job kind, and `process_all`.
+
+`AppSession(data_dir)` opens the library, registers the job kinds whose modules are installed (scan,
+index, cluster, detect, train, caption and the `process` chain), resumes the jobs that were running when
+the app last stopped, and offers the small reads the GUI shows (photo pages, a photo's faces and caption,
+concepts, chat history). No Qt here: the GUI adapts the callbacks to signals.
+
+Stages whose module is not there yet (or whose model is not installed) are skipped by the chain with a
+note, so the app works with what it has.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .. import config
+from ..library.db import Database, now
+from ..library.store import Library
+from ..models.errors import ModelUnavailable
+from .jobs import ACTIVE_STATES, Cancelled, Job, JobControl, JobQueue
+
+log = logging.getLogger(__name__)
+
+STAGES = ("scan", "index", "cluster", "detect", "caption")
+GPU_LANE = "gpu"  # training and captioning share the accelerator: one at a time
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "face_engine": "auto",      # auto | dlib | insightface
+    "embedder": "sscd",         # sscd | clip
+    "vlm_backend": "smolvlm",   # smolvlm | blip2 | llava
+    "vlm_model": "",            # a model name or folder; empty: the backend's default
+    "device": "auto",           # auto | cuda | mps | cpu
+    "watch": True,              # follow the folders for new, changed and deleted files
+}
+CHOICES = {
+    "face_engine": ("auto", "dlib", "insightface"),
+    "embedder": ("sscd", "clip"),
+    "vlm_backend": ("smolvlm", "blip2", "llava"),
+    "device": ("auto", "cuda", "mps", "cpu"),
+}
+
+
+def optional_module(name: str):
+    """`myvlm_desktop.<name>` when it exists, else None (a stage that is not built or not installed)."""
+    full = f"myvlm_desktop.{name}"
+    try:
+        return importlib.import_module(full)
+    except ModuleNotFoundError as exc:
+        if exc.name and (full == exc.name or full.startswith(exc.name + ".")):
+            return None
+        raise
+
+
+# -- settings -------------------------------------------------------------------------------------------
+def load_settings(db: Database) -> dict[str, Any]:
+    values = dict(DEFAULT_SETTINGS)
+    for row in db.query("SELECT key, value FROM settings"):
+        try:
+            values[row["key"]] = json.loads(row["value"])
+        except ValueError:  # a hand-edited value that is not JSON: keep the default
+            continue
+    return values
+
+
+def save_settings(db: Database, changes: dict[str, Any]) -> dict[str, Any]:
+    """Write the changed settings (checked against CHOICES) and return them all."""
+    for key, value in changes.items():
+        if key in CHOICES and value not in CHOICES[key]:
+            raise ValueError(f"{key} must be one of {', '.join(CHOICES[key])}, not {value!r}")
+
+    def write(conn):
+        conn.executemany("INSERT INTO settings(key, value) VALUES (?, ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                         [(k, json.dumps(v)) for k, v in changes.items()])
+
+    db.write(write)
+    db.notify("settings", sorted(changes))
+    return load_settings(db)
+
+
+# -- the process chain ----------------------------------------------------------------------------------
+class StageControl:
+    """What one stage of the chain sees: its progress maps onto its slice of the whole chain's bar."""
+
+    SCALE = 1000
+
+    def __init__(self, parent: JobControl, index: int, count: int, label: str):
+        self.parent, self.index, self.count, self.label = parent, index, count, label
+        self.saved = (parent.saved or {}).get("stage_state") if (parent.saved or {}).get("stage") == label else None
+
+    def progress(self, done: int, total: int, message: str = "") -> None:
+        part = done / total if total else 0.0
+        overall = int((self.index + min(part, 1.0)) * self.SCALE)
+        text = f"{self.label}: {message}" if message else self.label
+        self.parent.progress(overall, self.count * self.SCALE, text)
+
+    def check(self) -> None:
+        self.parent.check()
+
+    def checkpoint(self, state: dict) -> None:
+        self.saved = state
+        self.parent.checkpoint({"stage": self.label, "stage_state": state})
+
+    @property
+    def cancelled(self) -> bool:
+        return self.parent.cancelled
+
+
+@dataclass
+class StageResult:
+    stage: str
+    result: Any = None
+    skipped: str | None = None  # why the stage did not run
+
+
+class AppSession:
+    """One open library with its jobs. Close it to stop the jobs; unfinished ones resume at the next open."""
+
+    def __init__(self, data_dir=None, library: Library | None = None, watch: bool | None = None):
+        self.library = library or Library(data_dir)
+        self.db = self.library.db
+        self.settings = load_settings(self.db)
+        self.jobs = JobQueue(self.db, kinds=self._kinds())
+        self.watcher = None
+        self._closed = False
+        self._want_watch = self.settings["watch"] if watch is None else watch
+
+    # -- life ----------------------------------------------------------------------------------------
+    def start(self) -> list[Job]:
+        """Resume unfinished jobs and start watching the folders."""
+        resumed = self.jobs.resume_unfinished()
+        if self._want_watch:
+            self.start_watching()
+        return resumed
+
+    def start_watching(self) -> None:
+        watch = optional_module("library.watch")
+        if watch is None or self.watcher is not None or not self.library.folders():
+            return
+        self.watcher = watch.Watcher(self.library, on_scanned=self._scanned)
+        self.watcher.start()
+
+    def _scanned(self, counts: dict) -> None:
+        """Files changed on disk: the new photos go through the rest of the chain."""
+        if self._closed or not (counts.get("indexed") or counts.get("moved")):
+            return
+        if not any(j.status.kind == "process" for j in self.jobs.active()):
+            self.process_all(stages=STAGES[1:])
+
+    def close(self, wait: float = 5.0) -> None:
+        """Stop everything; jobs stopped here are put back in the queue so the next start resumes them."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.watcher is not None:
+            self.watcher.stop()
+        interrupted = [j.status.id for j in self.jobs.active()]
+        self.jobs.cancel_all(wait)
+        if interrupted:
+            self.db.write(_requeue, interrupted)
+        self.library.close()
+
+    # -- jobs ----------------------------------------------------------------------------------------
+    def available_stages(self) -> list[str]:
+        return [s for s in STAGES if s in self.jobs.kinds]
+
+    def submit(self, kind: str, params: dict | None = None) -> Job:
+        lane = GPU_LANE if kind in ("train", "caption") else "default"
+        return self.jobs.submit(kind, params, lane=lane)
+
+    def process_all(self, stages: tuple[str, ...] | list[str] = STAGES) -> Job:
+        return self.submit("process", {"stages": list(stages)})
+
+    def scan(self) -> Job:
+        return self.submit("scan")
+
+    def _kinds(self) -> dict[str, Callable]:
+        kinds: dict[str, Callable] = {"process": self._process_job}
+        for stage in (*STAGES, "train"):
+            runner = self._stage_runner(stage)
+            if runner is not None:
+                kinds[stage] = runner
+        return kinds
+
+    def _process_job(self, control: JobControl, stages: list[str] | None = None) -> list[dict]:
+        wanted = [s for s in (stages or STAGES) if s in STAGES]
+        start = 0
+        if control.saved and control.saved.get("stage") in wanted:  # resumed: stages before it are done
+            start = wanted.index(control.saved["stage"])
+        results = []
+        for i, stage in enumerate(wanted):
+            if i < start:
+                continue
+            sub = StageControl(control, i, len(wanted), stage)
+            control.checkpoint({"stage": stage, "stage_state": sub.saved})
+            results.append(self._run_stage(stage, sub).__dict__)
+        control.progress(len(wanted), len(wanted), "done")
+        return results
+
+    def _run_stage(self, stage: str, sub: StageControl) -> StageResult:
+        runner = self.jobs.kinds.get(stage)
+        if runner is None:
+            sub.progress(1, 1, "not available")
+            return StageResult(stage, skipped="not installed")
+        try:
+            return StageResult(stage, runner(sub))
+        except ModelUnavailable as exc:  # the chain goes on with what the app has
+            sub.progress(1, 1, "skipped: model not installed")
+            return StageResult(stage, skipped=str(exc))
+
+    def _stage_runner(self, stage: str) -> Callable | None:
+        """A job function `fn(control, **params)` for the stage, from whichever core module provides it."""
+        lib = self.library
+        if stage == "scan":
+            scan = optional_module("library.scan")
+            return None if scan is None else (lambda control: scan.scan_library(lib, progress=control.progress))
+        if stage == "index":
+            index = optional_module("pipeline.index")
+            if index is None or not hasattr(index, "index_library"):
+                return None
+            return lambda control: index.index_library(
+                lib, control=control, face_engine=self.settings["face_engine"], embedder=self.settings["embedder"])
+        module = optional_module({"cluster": "pipeline.cluster", "detect": "pipeline.detect",
+                                  "caption": "pipeline.captions", "train": "pipeline.train"}[stage])
+        if module is None:
+            return None
+        factory = getattr(module, f"{stage}_job", None)
+        return factory(lib) if factory is not None else None
+
+    # -- reads the views show -------------------------------------------------------------------------
+    def photo_count(self) -> int:
+        return self.db.scalar("SELECT count(*) FROM photos WHERE status = 'ok'")
+
+    def photo_page(self, offset: int, limit: int) -> list[tuple[int, str | None, str]]:
+        """(id, hash, path) of photos, newest first; what the grid fetches a page at a time."""
+        rows = self.db.query("SELECT id, hash, path FROM photos WHERE status = 'ok' ORDER BY date DESC, id DESC "
+                             "LIMIT ? OFFSET ?", (limit, offset))
+        return [(r["id"], r["hash"], r["path"]) for r in rows]
+
+    def photo_thumbnails(self, photo_ids: list[int]) -> list[tuple[int, str | None, str]]:
+        """(id, hash, path) for the given photos, in the given order (search results, a concept's photos)."""
+        found: dict[int, tuple] = {}
+        for start in range(0, len(photo_ids), 500):
+            chunk = photo_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.query(f"SELECT id, hash, path FROM photos WHERE id IN ({marks})", chunk):
+                found[r["id"]] = (r["id"], r["hash"], r["path"])
+        return [found[i] for i in photo_ids if i in found]
+
+    def photo_detail(self, photo_id: int) -> dict | None:
+        """A photo with its faces (box, name if any) and its newest caption."""
+        photo = self.library.photo(photo_id)
+        if photo is None:
+            return None
+        faces = self.db.query(
+            "SELECT f.id, f.x1, f.y1, f.x2, f.y2, f.cluster_id, "
+            "coalesce(cn.name, hn.name) AS name, coalesce(cn.kind, hn.kind) AS kind "
+            "FROM faces f LEFT JOIN clusters c ON c.id = f.cluster_id "
+            "LEFT JOIN concepts cn ON cn.id = c.concept_id "
+            "LEFT JOIN occurrences o ON o.face_id = f.id AND o.present = 1 "
+            "LEFT JOIN concepts hn ON hn.id = o.concept_id "
+            "WHERE f.photo_id = ? AND f.hidden = 0 GROUP BY f.id ORDER BY f.x1", (photo_id,))
+        caption = self.db.read().execute(
+            "SELECT text, backend, model FROM captions WHERE photo_id = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+            (photo_id,)).fetchone()
+        concepts = [r["name"] for r in self.db.query(
+            "SELECT c.name FROM concept_photos cp JOIN concepts c ON c.id = cp.concept_id WHERE cp.photo_id = ? "
+            "ORDER BY c.name", (photo_id,))]
+        return {
+            "id": photo_id, "path": photo["path"], "hash": photo["hash"], "width": photo["width"],
+            "height": photo["height"], "date": photo["date"], "camera": photo["camera"],
+            "faces": [{"id": f["id"], "box": (f["x1"], f["y1"], f["x2"], f["y2"]), "cluster_id": f["cluster_id"],
+                       "name": f["name"], "kind": f["kind"]} for f in faces],
+            "caption": dict(caption) if caption else None,
+            "concepts": concepts,
+        }
+
+    def chat_history(self, photo_id: int | None, limit: int = 50) -> list[dict]:
+        """Questions asked about a photo (or about the library when photo_id is None), oldest first."""
+        where = "photo_id = ?" if photo_id is not None else "photo_id IS NULL"
+        rows = self.db.query(f"SELECT question, answer, backend, created_at FROM answers WHERE {where} "
+                             "ORDER BY created_at DESC, id DESC LIMIT ?",
+                             ((photo_id, limit) if photo_id is not None else (limit,)))
+        return [dict(r) for r in reversed(rows)]
+
+    def concepts(self) -> list[dict]:
+        """Every concept with its photo count and what has been trained for it."""
+        rows = self.db.query(
+            "SELECT c.id, c.name, c.kind, c.identifier, c.version, "
+            "(SELECT count(*) FROM concept_photos cp WHERE cp.concept_id = c.id) AS photos "
+            "FROM concepts c ORDER BY c.name COLLATE NOCASE")
+        return [dict(r, head=self._head_status(r["id"], r["version"])) for r in rows]
+
+    def concept_photo_ids(self, concept_id: int, limit: int = 5000) -> list[int]:
+        rows = self.db.query(
+            "SELECT p.id FROM concept_photos cp JOIN photos p ON p.id = cp.photo_id "
+            "WHERE cp.concept_id = ? AND p.status = 'ok' ORDER BY p.date DESC, p.id DESC LIMIT ?",
+            (concept_id, limit))
+        return [r["id"] for r in rows]
+
+    def concept_captions(self, concept_id: int, limit: int = 5) -> list[dict]:
+        """The newest personalized captions that mention the concept: samples for its page."""
+        name = self.db.scalar("SELECT name FROM concepts WHERE id = ?", (concept_id,))
+        if name is None:
+            return []
+        rows = self.db.query(
+            "SELECT c.photo_id, c.text, c.created_at FROM captions c JOIN concept_photos cp "
+            "ON cp.photo_id = c.photo_id AND cp.concept_id = ? ORDER BY c.created_at DESC LIMIT ?",
+            (concept_id, limit))
+        return [dict(r) for r in rows]
+
+    def _head_status(self, concept_id: int, version: int) -> str:
+        meta_file = config.concepts_dir(self.library.root) / str(concept_id) / "head.json"
+        if not meta_file.exists():
+            return "not trained"
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (OSError, ValueError):
+            return "unreadable: will retrain"
+        trained = meta.get("concept_version")
+        return "up to date" if trained in (None, version) else "out of date: retrains on the next detection"
+
+    def unfinished_jobs(self) -> list[dict]:
+        marks = ",".join("?" * len(ACTIVE_STATES))
+        return [dict(r) for r in self.db.query(f"SELECT id, kind, state, progress, message FROM jobs "
+                                                f"WHERE state IN ({marks}) ORDER BY id", ACTIVE_STATES)]
+
+
+def _requeue(conn, job_ids: list[int]) -> None:
+    marks = ",".join("?" * len(job_ids))
+    conn.execute(f"UPDATE jobs SET state = 'queued', updated_at = ? WHERE id IN ({marks}) "
+                  "AND state IN ('cancelled', 'running', 'paused', 'queued')", [now(), *job_ids])
+
+
+__all__ = ["AppSession", "Cancelled", "STAGES", "load_settings", "save_settings", "optional_module",
+           "DEFAULT_SETTINGS", "CHOICES"]

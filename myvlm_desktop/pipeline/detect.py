@@ -1,0 +1,121 @@
+"""The detection job: train the heads whose concept changed, then run every head over every photo.
+
+Each head's verdicts replace its previous ones in `occurrences` (source 'head'), so a retrained head
+never leaves stale marks behind. The user always wins: a face or photo the user rejected for the concept,
+a photo the user said it is not in, and a face the user put under another name are never marked.
+Heads run on the vectors already stored by indexing (faces, image_embeddings), so a pass over the whole
+library is a few matrix products, not a pass over the pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from ..concepts.detect import detect_image
+from ..concepts.linear import PRESENT_AT
+from ..concepts.store import Head
+from ..concepts.train import concept_members, ensure_heads
+from ..library.db import Database, from_blob, now
+from ..library.store import Library
+from .jobs import JobControl
+
+__all__ = ["detect_image", "detect_job", "detect_library"]
+
+CHUNK = 20000  # vectors scored at a time: bounds memory on libraries with hundreds of thousands of faces
+
+Progress = Callable[[int, int, str], None]
+
+
+def detect_library(library: Library, concepts: Iterable[int | str] | None = None, force: bool = False,
+                   progress: Progress | None = None, face_engine=None, embedder=None) -> dict:
+    """Train stale heads and write their occurrences; returns {"marked": {name: photos}, "problems": {...}}."""
+    heads, problems = ensure_heads(library, concepts, force=force, progress=progress,
+                                   face_engine=face_engine, embedder=embedder)
+    marked = {}
+    for done, (concept_id, head) in enumerate(heads.items()):
+        if progress:
+            progress(done, len(heads), f"finding {head.meta.get('concept')}")
+        rows = occurrences_for(library.db, concept_id, head)
+        library.db.write(_replace_head_rows, concept_id, rows, head.version)
+        marked[head.meta.get("concept")] = len(rows)
+    if progress:
+        progress(len(heads), len(heads), "detection done")
+    library.db.notify("occurrences", sorted(heads))
+    names = {r["id"]: r["name"] for r in library.db.query("SELECT id, name FROM concepts")}
+    return {"marked": marked, "problems": {names.get(k, str(k)): v for k, v in problems.items()}}
+
+
+def detect_job(library: Library) -> Callable:
+    """The job function for JobQueue kinds: `fn(control, concepts=None, force=False)`."""
+
+    def run(control: JobControl, concepts: list | None = None, force: bool = False) -> dict:
+        return detect_library(library, concepts, force, progress=control.progress)
+
+    return run
+
+
+def occurrences_for(db: Database, concept_id: int, head: Head) -> list[tuple]:
+    """(photo_id, face_id, score) for every photo the head marks, the user's decisions applied."""
+    blocked = _user_blocks(db, concept_id)
+    if head.kind == "person":
+        return _person_rows(db, head, blocked)
+    return _linear_rows(db, head, blocked)
+
+
+def _person_rows(db: Database, head: Head, blocked: dict[str, set[int]]) -> list[tuple]:
+    best: dict[int, tuple] = {}
+    rows = db.query("SELECT f.id, f.photo_id, f.embedding FROM faces f JOIN photos p ON p.id = f.photo_id "
+                    "WHERE f.engine = ? AND f.hidden = 0 AND p.status = 'ok' ORDER BY f.id",
+                    (head.meta["engine"],))
+    rows = [r for r in rows if r["id"] not in blocked["faces"] and r["photo_id"] not in blocked["photos"]]
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start:start + CHUNK]
+        matches = head.model.match(np.stack([from_blob(r["embedding"]) for r in chunk]))
+        for row, m in zip(chunk, matches):
+            # several faces in one photo: the photo is marked once, with the face most like the concept
+            if m.present and (row["photo_id"] not in best or m.score > best[row["photo_id"]][2]):
+                best[row["photo_id"]] = (row["photo_id"], row["id"], m.score)
+    return sorted(best.values())
+
+
+def _linear_rows(db: Database, head: Head, blocked: dict[str, set[int]]) -> list[tuple]:
+    rows = db.query("SELECT e.photo_id, e.embedding FROM image_embeddings e JOIN photos p ON p.id = e.photo_id "
+                    "WHERE e.embedder = ? AND p.status = 'ok' ORDER BY e.photo_id", (head.meta["engine"],))
+    rows = [r for r in rows if r["photo_id"] not in blocked["photos"]]
+    found = []
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start:start + CHUNK]
+        p = head.model.probabilities(np.stack([from_blob(r["embedding"]) for r in chunk]))
+        found += [(r["photo_id"], None, float(s)) for r, s in zip(chunk, p) if s >= PRESENT_AT]
+    return found
+
+
+def _user_blocks(db: Database, concept_id: int) -> dict[str, set[int]]:
+    """Faces and photos the head must leave alone because the user decided otherwise."""
+    members = concept_members(db, concept_id)
+    other_names = {r[0] for r in db.query(
+        "SELECT f.id FROM faces f JOIN clusters c ON c.id = f.cluster_id WHERE f.assigned_by = 'user' "
+        "AND c.concept_id IS NOT NULL AND c.concept_id != ?", (concept_id,))}
+    return {"faces": members["rejected_face_ids"] | other_names, "photos": members["rejected_photo_ids"]}
+
+
+def _replace_head_rows(conn, concept_id: int, rows: list[tuple], head_version: str) -> None:
+    before = {r[0] for r in conn.execute(
+        "SELECT photo_id FROM occurrences WHERE concept_id = ? AND source = 'head'", (concept_id,))}
+    conn.execute("DELETE FROM occurrences WHERE concept_id = ? AND source = 'head'", (concept_id,))
+    conn.executemany(
+        "INSERT INTO occurrences(photo_id, concept_id, face_id, score, source, present, head_version, created_at) "
+        "VALUES (?, ?, ?, ?, 'head', 1, ?, ?)",
+        [(photo_id, concept_id, face_id, score, head_version, now()) for photo_id, face_id, score in rows])
+    _refresh_concept_words(conn, before.symmetric_difference(r[0] for r in rows))
+
+
+def _refresh_concept_words(conn, photo_ids: set[int]) -> None:
+    """Keep the word index's concept names in step, so a plain "Alice" finds her photos too."""
+    for photo_id in photo_ids:
+        names = " ".join(r[0] for r in conn.execute(
+            "SELECT c.name FROM concept_photos cp JOIN concepts c ON c.id = cp.concept_id "
+            "WHERE cp.photo_id = ? ORDER BY c.name", (photo_id,)))
+        conn.execute("UPDATE photo_text SET concepts = ? WHERE rowid = ?", (names, photo_id))
