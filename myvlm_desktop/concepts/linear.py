@@ -9,13 +9,15 @@ Class 1 is the concept; the concept is present when softmax p(concept) >= 0.5.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
-from torch.utils.data import WeightedRandomSampler
+
+if TYPE_CHECKING:
+    import torch
 
 PRESENT_AT = 0.5
 
@@ -66,6 +68,8 @@ def train_linear_head(positives: np.ndarray, negatives: np.ndarray, config: Trai
     `positive_groups` says which photo each positive row came from, so a photo with more views does not
     outweigh one with fewer; without it every row counts alike. Same inputs and seed, same head.
     """
+    import torch  # only training needs torch: loading and applying a head is numpy
+
     pos = _matrix(positives, "positive")
     neg = _matrix(negatives, "negative")
     if pos.shape[1] != neg.shape[1]:
@@ -74,12 +78,21 @@ def train_linear_head(positives: np.ndarray, negatives: np.ndarray, config: Trai
     x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
     y = torch.cat([torch.ones(len(pos), dtype=torch.long), torch.zeros(len(neg), dtype=torch.long)])
 
+    with _one_thread():
+        return _fit(x, y, config, _balanced_weights(len(pos), len(neg), positive_groups))
+
+
+def _fit(x: torch.Tensor, y: torch.Tensor, config: TrainConfig, weights: torch.Tensor) -> LinearHead:
+    import torch
+    from torch import nn
+    from torch.utils.data import WeightedRandomSampler
+
     generator = torch.Generator().manual_seed(config.seed)
     head = _initialised_linear(x.shape[1], generator)
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.min_lr)
-    sampler = WeightedRandomSampler(_balanced_weights(len(pos), len(neg), positive_groups),
-                                    num_samples=config.steps * config.batch, replacement=True, generator=generator)
+    sampler = WeightedRandomSampler(weights, num_samples=config.steps * config.batch, replacement=True,
+                                    generator=generator)
     order = torch.tensor(list(sampler)).view(config.steps, config.batch)
     loss_fn = nn.CrossEntropyLoss()
     for batch in order:
@@ -92,8 +105,25 @@ def train_linear_head(positives: np.ndarray, negatives: np.ndarray, config: Trai
     return LinearHead(head.weight.detach().numpy().copy(), head.bias.detach().numpy().copy())
 
 
-def _initialised_linear(dim: int, generator: torch.Generator) -> nn.Linear:
+@contextlib.contextmanager
+def _one_thread():
+    """Train on one thread: the tensors are tiny, and 500 steps of thread hand-offs cost 5-50x the maths
+    (worst on a busy machine). torch keeps the setting per thread, so other threads are not slowed."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _initialised_linear(dim: int, generator: torch.Generator) -> torch.nn.Linear:
     """nn.Linear with its usual uniform init, but drawn from our generator (the global RNG is shared)."""
+    import torch
+    from torch import nn
+
     head = nn.Linear(dim, 2)
     bound = 1.0 / math.sqrt(dim)
     with torch.no_grad():
@@ -104,6 +134,8 @@ def _initialised_linear(dim: int, generator: torch.Generator) -> nn.Linear:
 
 def _balanced_weights(n_pos: int, n_neg: int, groups: np.ndarray | None) -> torch.Tensor:
     """Half the draws go to positives, half to negatives; within positives each photo counts alike."""
+    import torch
+
     if groups is None:
         pos = np.full(n_pos, 0.5 / n_pos)
     else:

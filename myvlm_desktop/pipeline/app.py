@@ -11,7 +11,9 @@ note, so the app works with what it has.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 import json
 import logging
 from collections.abc import Callable
@@ -20,13 +22,15 @@ from typing import Any
 
 from .. import config
 from ..library.db import Database, now
-from ..library.store import Library
+from ..library.store import Library, open_path
 from ..models.errors import ModelUnavailable
 from .jobs import ACTIVE_STATES, Cancelled, Job, JobControl, JobQueue
 
 log = logging.getLogger(__name__)
 
 STAGES = ("scan", "index", "cluster", "detect", "caption")
+STAGE_MODULES = {"scan": "library.scan", "index": "pipeline.index", "cluster": "pipeline.cluster",
+                 "detect": "pipeline.detect", "caption": "pipeline.captions", "train": "pipeline.train"}
 GPU_LANE = "gpu"  # training and captioning share the accelerator: one at a time
 
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -43,6 +47,18 @@ CHOICES = {
     "vlm_backend": ("smolvlm", "blip2", "llava"),
     "device": ("auto", "cuda", "mps", "cpu"),
 }
+
+
+class StageUnavailable(RuntimeError):
+    """A stage whose code is not part of this build: the chain skips it."""
+
+
+def module_exists(name: str) -> bool:
+    """Whether `myvlm_desktop.<name>` is there, without importing it (and its heavy imports)."""
+    try:
+        return importlib.util.find_spec(f"myvlm_desktop.{name}") is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def optional_module(name: str):
@@ -180,11 +196,12 @@ class AppSession:
         return self.submit("scan")
 
     def _kinds(self) -> dict[str, Callable]:
+        """Job kinds by name. Stage modules are found now but imported when a job runs: the window opens
+        without waiting for torch and friends."""
         kinds: dict[str, Callable] = {"process": self._process_job}
-        for stage in (*STAGES, "train"):
-            runner = self._stage_runner(stage)
-            if runner is not None:
-                kinds[stage] = runner
+        for stage, module in STAGE_MODULES.items():
+            if module_exists(module):
+                kinds[stage] = functools.partial(self._run_stage_module, stage)
         return kinds
 
     def _process_job(self, control: JobControl, stages: list[str] | None = None) -> list[dict]:
@@ -203,34 +220,28 @@ class AppSession:
         return results
 
     def _run_stage(self, stage: str, sub: StageControl) -> StageResult:
-        runner = self.jobs.kinds.get(stage)
-        if runner is None:
+        if stage not in self.jobs.kinds:
             sub.progress(1, 1, "not available")
             return StageResult(stage, skipped="not installed")
         try:
-            return StageResult(stage, runner(sub))
-        except ModelUnavailable as exc:  # the chain goes on with what the app has
-            sub.progress(1, 1, "skipped: model not installed")
+            return StageResult(stage, self.jobs.kinds[stage](sub))
+        except (ModelUnavailable, StageUnavailable) as exc:  # the chain goes on with what the app has
+            log.warning("%s skipped: %s", stage, exc)
+            sub.progress(1, 1, "skipped: " + str(exc).split(". ")[0])
             return StageResult(stage, skipped=str(exc))
 
-    def _stage_runner(self, stage: str) -> Callable | None:
-        """A job function `fn(control, **params)` for the stage, from whichever core module provides it."""
-        lib = self.library
+    def _run_stage_module(self, stage: str, control, **params) -> Any:
+        """Import the stage's module and run it: a `<stage>_job(library)` factory, or the stage's function."""
+        module = optional_module(STAGE_MODULES[stage])
+        factory = getattr(module, f"{stage}_job", None) if module is not None else None
+        if factory is not None:
+            return factory(self.library)(control, **params)
         if stage == "scan":
-            scan = optional_module("library.scan")
-            return None if scan is None else (lambda control: scan.scan_library(lib, progress=control.progress))
-        if stage == "index":
-            index = optional_module("pipeline.index")
-            if index is None or not hasattr(index, "index_library"):
-                return None
-            return lambda control: index.index_library(
-                lib, control=control, face_engine=self.settings["face_engine"], embedder=self.settings["embedder"])
-        module = optional_module({"cluster": "pipeline.cluster", "detect": "pipeline.detect",
-                                  "caption": "pipeline.captions", "train": "pipeline.train"}[stage])
-        if module is None:
-            return None
-        factory = getattr(module, f"{stage}_job", None)
-        return factory(lib) if factory is not None else None
+            return module.scan_library(self.library, progress=control.progress)
+        if stage == "index" and hasattr(module, "index_library"):
+            return module.index_library(self.library, control=control, face_engine=self.settings["face_engine"],
+                                        embedder=self.settings["embedder"])
+        raise StageUnavailable(f"{STAGE_MODULES[stage]} has no job function yet")
 
     # -- reads the views show -------------------------------------------------------------------------
     def photo_count(self) -> int:
@@ -272,7 +283,7 @@ class AppSession:
             "SELECT c.name FROM concept_photos cp JOIN concepts c ON c.id = cp.concept_id WHERE cp.photo_id = ? "
             "ORDER BY c.name", (photo_id,))]
         return {
-            "id": photo_id, "path": photo["path"], "hash": photo["hash"], "width": photo["width"],
+            "id": photo_id, "path": photo["path"], "open_path": open_path(photo), "hash": photo["hash"], "width": photo["width"],
             "height": photo["height"], "date": photo["date"], "camera": photo["camera"],
             "faces": [{"id": f["id"], "box": (f["x1"], f["y1"], f["x2"], f["y2"]), "cluster_id": f["cluster_id"],
                        "name": f["name"], "kind": f["kind"]} for f in faces],
@@ -325,6 +336,118 @@ class AppSession:
         trained = meta.get("concept_version")
         return "up to date" if trained in (None, version) else "out of date: retrains on the next detection"
 
+    # -- questions -------------------------------------------------------------------------------------
+    def vlm_options(self) -> dict:
+        return {"backend": self.settings["vlm_backend"], "model": self.settings["vlm_model"] or None,
+                "device": self.settings["device"]}
+
+    def ask_photo(self, photo_id: int, question: str, on_token: Callable[[str], None] | None = None) -> dict:
+        """Answer a question about one photo with the VLM (concept names included); the answer is stored.
+
+        Raises ModelUnavailable when no VLM is installed: the caller shows the message as it is.
+        """
+        ask = optional_module("pipeline.ask")
+        if ask is None:
+            raise ModelUnavailable("vision-language model", "no VLM backend is part of this build",
+                                   "Install a build with captions and answers, then download a model.")
+        return ask.ask_photo(self.library, photo_id, question, on_token=on_token, **self.vlm_options())
+
+    def ask_library(self, question: str, on_token: Callable[[str], None] | None = None) -> dict:
+        """Answer a question about the whole library from the database (phrased by a small LM)."""
+        ask = optional_module("pipeline.ask")
+        if ask is None:
+            raise StageUnavailable("library questions are not part of this build yet")
+        return ask.ask_library(self.library, question, on_token=on_token)
+
+    # -- people & pets ---------------------------------------------------------------------------------
+    def clusters(self, hidden: bool = False) -> list[dict]:
+        """Face and image clusters with a member count, name and a cover (a face box, or a photo)."""
+        rows = self.db.query(
+            "SELECT c.id, c.kind, c.hidden, c.cover_face_id, c.cover_photo_id, n.id AS concept_id, n.name, "
+            "n.kind AS concept_kind, CASE c.kind WHEN 'face' THEN "
+            "(SELECT count(*) FROM faces f JOIN photos p ON p.id = f.photo_id WHERE f.cluster_id = c.id "
+            " AND f.hidden = 0 AND p.status = 'ok') ELSE "
+            "(SELECT count(*) FROM cluster_photos cp JOIN photos p ON p.id = cp.photo_id WHERE cp.cluster_id = c.id "
+            " AND p.status = 'ok') END AS size "
+            "FROM clusters c LEFT JOIN concepts n ON n.id = c.concept_id WHERE c.hidden = ? "
+            "ORDER BY n.name IS NULL, size DESC, c.id", (1 if hidden else 0,))
+        clusters = []
+        for r in rows:
+            if not r["size"]:
+                continue
+            clusters.append({"id": r["id"], "kind": r["kind"], "size": r["size"], "concept_id": r["concept_id"],
+                             "name": r["name"], "concept_kind": r["concept_kind"], "cover": self._cover(r)})
+        return clusters
+
+    def _cover(self, cluster) -> dict | None:
+        if cluster["kind"] == "face":
+            face = self.db.read().execute(
+                "SELECT f.id, f.x1, f.y1, f.x2, f.y2, p.path, p.path_raw, p.width, p.height, p.hash FROM faces f "
+                "JOIN photos p ON p.id = f.photo_id WHERE f.cluster_id = ? AND f.hidden = 0 AND p.status = 'ok' "
+                "ORDER BY f.id = ? DESC, (f.x2 - f.x1) * (f.y2 - f.y1) DESC LIMIT 1",
+                (cluster["id"], cluster["cover_face_id"] or -1)).fetchone()
+            return None if face is None else _face_dict(face)
+        photo = self.db.read().execute(
+            "SELECT p.id, p.path, p.path_raw, p.width, p.height, p.hash FROM cluster_photos cp "
+            "JOIN photos p ON p.id = cp.photo_id WHERE cp.cluster_id = ? AND p.status = 'ok' "
+            "ORDER BY p.id = ? DESC, p.id LIMIT 1", (cluster["id"], cluster["cover_photo_id"] or -1)).fetchone()
+        if photo is None:
+            return None
+        return {"photo_id": photo["id"], "path": open_path(photo), "hash": photo["hash"], "whole": True,
+                "box": (0.0, 0.0, float(photo["width"] or 0), float(photo["height"] or 0)),
+                "size": (photo["width"] or 0, photo["height"] or 0)}
+
+    def cluster_members(self, cluster_id: int) -> list[dict]:
+        """The faces of a face cluster (or the photos of an image cluster), biggest faces first."""
+        kind = self.db.scalar("SELECT kind FROM clusters WHERE id = ?", (cluster_id,))
+        if kind == "face":
+            rows = self.db.query(
+                "SELECT f.id, f.photo_id, f.x1, f.y1, f.x2, f.y2, f.assigned_by, p.path, p.path_raw, p.width, "
+                "p.height, p.hash FROM faces f JOIN photos p ON p.id = f.photo_id WHERE f.cluster_id = ? "
+                "AND f.hidden = 0 AND p.status = 'ok' ORDER BY (f.x2 - f.x1) * (f.y2 - f.y1) DESC", (cluster_id,))
+            return [dict(_face_dict(r), photo_id=r["photo_id"], assigned_by=r["assigned_by"]) for r in rows]
+        rows = self.db.query(
+            "SELECT p.id, p.path, p.path_raw, p.width, p.height, p.hash FROM cluster_photos cp "
+            "JOIN photos p ON p.id = cp.photo_id WHERE cp.cluster_id = ? AND p.status = 'ok' ORDER BY p.date DESC",
+            (cluster_id,))
+        return [{"id": r["id"], "photo_id": r["id"], "path": open_path(r), "hash": r["hash"], "whole": True,
+                 "box": (0.0, 0.0, float(r["width"] or 0), float(r["height"] or 0)),
+                 "size": (r["width"] or 0, r["height"] or 0)} for r in rows]
+
+    def concept_names(self) -> list[str]:
+        return [r[0] for r in self.db.query("SELECT name FROM concepts ORDER BY name COLLATE NOCASE")]
+
+    def people_available(self) -> bool:
+        return module_exists("people.ops")
+
+    def people_op(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Run a naming operation of people.ops (name, merge, split, move, reject, hide, cover, undo, redo).
+
+        Runs on a worker thread (it writes); the views hear of the change through the database's notices.
+        """
+        ops = optional_module("people.ops")
+        if ops is None:
+            raise StageUnavailable("naming people and pets is not part of this build yet")
+        result = getattr(ops, name)(self.db, *args, **kwargs)
+        self.db.notify("people", name)
+        return result
+
+    def suggestions(self) -> list[dict]:
+        """"Is this Alice?" for unnamed clusters: [{"cluster_id", "concept_id", "name", "distance", "cover"}]."""
+        ops = optional_module("people.ops")
+        if ops is None or not hasattr(ops, "suggestions"):
+            return []
+        found = []
+        for s in ops.suggestions(self.db):
+            s = dict(s) if not isinstance(s, dict) else s
+            cluster_id = s.get("cluster_id") or s.get("cluster")
+            if cluster_id is None or s.get("kind") == "merge":
+                continue
+            cover = self._cover(self.db.read().execute("SELECT * FROM clusters WHERE id = ?",
+                                                       (cluster_id,)).fetchone())
+            found.append({**s, "cluster_id": cluster_id, "cover": cover})
+        return found
+
     def unfinished_jobs(self) -> list[dict]:
         marks = ",".join("?" * len(ACTIVE_STATES))
         return [dict(r) for r in self.db.query(f"SELECT id, kind, state, progress, message FROM jobs "
@@ -337,5 +460,18 @@ def _requeue(conn, job_ids: list[int]) -> None:
                   "AND state IN ('cancelled', 'running', 'paused', 'queued')", [now(), *job_ids])
 
 
-__all__ = ["AppSession", "Cancelled", "STAGES", "load_settings", "save_settings", "optional_module",
-           "DEFAULT_SETTINGS", "CHOICES"]
+__all__ = [
+    "CHOICES",
+    "DEFAULT_SETTINGS",
+    "STAGES",
+    "AppSession",
+    "Cancelled",
+    "load_settings",
+    "optional_module",
+    "save_settings",
+]
+
+
+def _face_dict(row) -> dict:
+    return {"id": row["id"], "path": open_path(row), "hash": row["hash"],
+            "box": (row["x1"], row["y1"], row["x2"], row["y2"]), "size": (row["width"] or 0, row["height"] or 0)}

@@ -23,6 +23,19 @@ def _scan(data_dir):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _count(db_file) -> int:
+    if not db_file.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=1)
+        try:
+            return conn.execute("SELECT count(*) FROM photos").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:  # schema not created yet
+        return 0
+
+
 def test_sigkill_during_scan_loses_nothing(tmp_path):
     photos, data = tmp_path / "photos", tmp_path / "data"
     photos.mkdir()
@@ -31,19 +44,19 @@ def test_sigkill_during_scan_loses_nothing(tmp_path):
                    check=True, capture_output=True)
     rng = random.Random(7)
     db_file = data / "library.sqlite3"
-    seen_counts = []
     for round_ in range(5):
+        done = _count(db_file)
+        target = rng.randint(done + 1, done + (2000 - done) // 3)  # a random moment, well inside the scan
         proc = _scan(data)
-        time.sleep(rng.uniform(0.6, 2.5))  # start-up takes ~0.5 s; the scan itself a few seconds
+        while proc.poll() is None and _count(db_file) < target:
+            time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         conn = sqlite3.connect(db_file)
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok", f"round {round_}"
-        seen_counts.append(conn.execute("SELECT count(*) FROM photos").fetchone()[0])
-        assert conn.execute("SELECT count(*) FROM photos").fetchone()[0] == \
-            conn.execute("SELECT count(DISTINCT path) FROM photos").fetchone()[0]
+        count, distinct = conn.execute("SELECT count(*), count(DISTINCT path) FROM photos").fetchone()
         conn.close()
-    assert any(0 < n < 2000 for n in seen_counts), f"no kill landed mid-scan: {seen_counts}"
+        assert count == distinct and done <= count < 2000, f"round {round_}: {count} rows"
     finished = subprocess.run([sys.executable, "-m", "myvlm_desktop.cli", "--data-dir", str(data), "status", "--json"],
                               capture_output=True, text=True, check=True)
     assert '"photos"' in finished.stdout

@@ -1,0 +1,207 @@
+"""Density clustering of embeddings in the manner of Immich, on a FAISS k-nearest-neighbour graph.
+
+A *core* item has at least `min_faces` items (itself included) within `max_distance` (cosine distance).
+Items are either *fixed* (already in a cluster the run must not change: user decisions, named or hidden
+clusters, or in an incremental run every item already clustered) or *free* (the ones to place). Then:
+
+- free core items within `max_distance` of each other are linked, and linked to the clusters of their
+  fixed neighbours; every linked group that reaches a cluster joins the cluster nearest along the links
+  (a multi-source shortest-path run, so a group that touches two clusters is split between them rather
+  than merging them), and every group that reaches none becomes a new cluster;
+- a free non-core item joins the cluster of its nearest neighbour within `max_distance` that is fixed or a
+  placed core item, else it waits (stays unassigned) and is tried again in the next run;
+- an item is never placed in a cluster the user rejected it from (`blocked`).
+
+With no fixed items this is DBSCAN(eps=max_distance, min_samples=min_faces) on the `neighbours` nearest
+neighbours of each item, border items going to their nearest core neighbour; the order of the items does
+not change the result. Each free item costs one k-NN query; the graph work is scipy's C code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components, dijkstra
+
+from .index import VectorIndex
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    min_faces: int          # neighbours within max_distance, itself included, that make an item core
+    max_distance: float     # cosine distance
+    neighbours: int = 16    # k of the k-NN graph (>= min_faces)
+    suggest_distance: float = 0.0  # "Is this Alice?": centroid distance under which a suggestion is likely
+
+
+# Calibration (benchmarks/eval_clustering.py, faces_jurassic clean subset: 113 photos of 6 people, 88
+# with a face dlib's HOG detector finds; sweep of max_distance x min_faces, pairwise F1 and BCubed F1).
+# dlib 128-D, L2-normalised: same-person pair distances have median 0.055 (95th pct 0.131), different
+# people 1st pct 0.085 / 5th pct 0.099. See CALIBRATION below for the numbers the sweep gave.
+DLIB = ClusterParams(min_faces=3, max_distance=0.075, neighbours=16, suggest_distance=0.07)
+# ArcFace (InsightFace buffalo_l, 512-D): its weights cannot be fetched here, so no sweep could be run.
+# MyVLM's person head accepts a face at cosine distance <= 0.675 (a recognition bound: one face against a
+# concept's few keys). Clustering chains faces through neighbours, so it needs a tighter bound; Immich
+# ships max_distance 0.5 with min_faces 3 for the same model and it holds up on large personal libraries.
+ARCFACE = ClusterParams(min_faces=3, max_distance=0.5, neighbours=16, suggest_distance=0.6)
+# SSCD image descriptors (512-D) for pet / object candidates: calibrated on pets_dreambooth.
+SSCD = ClusterParams(min_faces=2, max_distance=0.5, neighbours=16, suggest_distance=0.6)
+
+
+def params_for(engine: str, dim: int | None = None) -> ClusterParams:
+    """The clustering thresholds for an engine id (or embedder id) such as 'dlib-19.24' or 'arcface-r50'."""
+    name = engine.lower()
+    if "dlib" in name:
+        return DLIB
+    if any(word in name for word in ("arcface", "insightface", "buffalo", "antelope")):
+        return ARCFACE
+    if any(word in name for word in ("sscd", "clip", "image")):
+        return SSCD
+    if dim == 128:
+        return DLIB
+    return ARCFACE
+
+
+NEW = -1  # labels below zero name new clusters: -1 - number
+
+
+def cluster_items(index: VectorIndex, free_ids: np.ndarray, free_vectors: np.ndarray, params: ClusterParams,
+                  fixed_ids: np.ndarray | None = None, fixed_labels: np.ndarray | None = None,
+                  blocked: dict[int, set[int]] | None = None) -> np.ndarray:
+    """Labels for the free items: a fixed cluster id (> 0), a new cluster (< 0), or 0 (waits).
+
+    `index` holds the vectors of every item that counts as a neighbour (free and fixed; anything else it
+    returns, such as hidden faces, is ignored). `fixed_labels` are positive cluster ids. `blocked` maps a
+    free item id to the cluster ids it must never join.
+    """
+    free_ids = np.asarray(free_ids, np.int64)
+    if not len(free_ids):
+        return np.zeros(0, np.int64)
+    graph = _Neighbours(index, free_ids, free_vectors, params, fixed_ids, fixed_labels, blocked or {})
+    core_labels = graph.place_core()
+    return graph.place_border(core_labels)
+
+
+class _Neighbours:
+    """The k-NN lists of the free items, resolved to free positions and fixed cluster labels."""
+
+    def __init__(self, index, free_ids, free_vectors, params, fixed_ids, fixed_labels, blocked):
+        self.params, self.blocked = params, blocked
+        self.free_ids = free_ids
+        k = max(params.neighbours, params.min_faces)
+        self.dist, found = index.search(free_vectors, k)
+        self.pos = lookup(free_ids, np.arange(len(free_ids)), found, -1)
+        if fixed_ids is not None and len(fixed_ids):
+            self.label = lookup(np.asarray(fixed_ids, np.int64), np.asarray(fixed_labels, np.int64), found, 0)
+        else:
+            self.label = np.zeros_like(found)
+        self.label[self.pos >= 0] = 0
+        self.valid = (found >= 0) & (self.dist <= params.max_distance) & ((self.pos >= 0) | (self.label > 0))
+        self.core = self.valid.sum(axis=1) >= params.min_faces
+        self._unblock_fixed()
+
+    def _unblock_fixed(self) -> None:
+        """Drop the links from an item to fixed faces of clusters it was rejected from."""
+        for row in self._blocked_rows():
+            banned = self.blocked[int(self.free_ids[row])]
+            for col in range(self.label.shape[1]):
+                if self.label[row, col] in banned:
+                    self.valid[row, col] = False
+
+    def _blocked_rows(self) -> list[int]:
+        if not self.blocked:
+            return []
+        rows = np.flatnonzero(np.isin(self.free_ids, np.fromiter(self.blocked, np.int64)))
+        return [int(r) for r in rows]
+
+    def place_core(self) -> np.ndarray:
+        """Cluster labels of the core items (0 for non-core)."""
+        n = len(self.free_ids)
+        core_rows = self.core[:, None] & self.valid
+        rows, cols = np.nonzero(core_rows & (self.pos >= 0))
+        targets = self.pos[rows, cols]
+        keep = self.core[targets] & (targets != rows)
+        a, b, w = rows[keep], targets[keep], self.dist[rows, cols][keep]
+        rows, cols = np.nonzero(core_rows & (self.label > 0))
+        clusters, node = np.unique(self.label[rows, cols], return_inverse=True)
+        a = np.concatenate([a, rows])
+        b = np.concatenate([b, n + node.ravel()])
+        w = np.concatenate([w, self.dist[rows, cols]])
+        total = n + len(clusters)
+        graph = _undirected(a, b, w, total)
+        labels = np.zeros(total, np.int64)
+        if len(clusters):
+            _, _, source = dijkstra(graph, directed=False, indices=np.arange(n, total), min_only=True,
+                                    return_predecessors=True)
+            reached = source >= n
+            labels[reached] = clusters[source[reached] - n]
+        _, component = connected_components(graph, directed=False)
+        fresh = (labels == 0) & np.concatenate([self.core, np.zeros(len(clusters), bool)])
+        labels[fresh] = NEW - component[fresh]
+        labels = labels[:n]
+        for row in self._blocked_rows():
+            if labels[row] in self.blocked[int(self.free_ids[row])]:
+                labels[row] = 0  # reached a rejected cluster through others: it waits
+        return labels
+
+    def place_border(self, core_labels: np.ndarray) -> np.ndarray:
+        """Each non-core item takes the label of its nearest fixed or placed core neighbour."""
+        labels = core_labels.copy()
+        from_free = np.where(self.pos >= 0, core_labels[np.maximum(self.pos, 0)], 0)
+        candidates = np.where(self.valid, np.where(self.label > 0, self.label, from_free), 0)
+        border = np.flatnonzero(~self.core)
+        if len(border):
+            cand = candidates[border]
+            first = np.argmax(cand != 0, axis=1)
+            labels[border] = cand[np.arange(len(border)), first]
+        for row in self._blocked_rows():
+            if not self.core[row]:
+                banned = self.blocked[int(self.free_ids[row])]
+                labels[row] = next((int(c) for c in candidates[row] if c and c not in banned), 0)
+        return _renumber_new(labels)
+
+
+def lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray, missing: int) -> np.ndarray:
+    """values[keys == q] for each q of `query`, else `missing` (vectorised with a sorted search)."""
+    if not len(keys):
+        return np.full(np.shape(query), missing, dtype=np.int64)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    at = np.searchsorted(sorted_keys, query)
+    at = np.minimum(at, len(sorted_keys) - 1)
+    hit = sorted_keys[at] == query
+    return np.where(hit, values[order][at], missing)
+
+
+def _undirected(a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int):
+    """A symmetric sparse graph with one edge (the shortest) per pair; weights kept > 0 for scipy."""
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    key = lo.astype(np.int64) * n + hi
+    order = np.lexsort((w, key))
+    key, w = key[order], w[order]
+    first = np.ones(len(key), bool)
+    first[1:] = key[1:] != key[:-1]
+    key, w = key[first], np.maximum(w[first], 0) + 1e-6
+    lo, hi = key // n, key % n
+    return coo_matrix((w, (lo, hi)), shape=(n, n)).tocsr()
+
+
+def _renumber_new(labels: np.ndarray) -> np.ndarray:
+    """New-cluster labels as -1, -2, ... in order of first appearance."""
+    new = labels < 0
+    if new.any():
+        _, first, inverse = np.unique(labels[new], return_index=True, return_inverse=True)
+        rank = np.argsort(np.argsort(first))
+        labels = labels.copy()
+        labels[new] = NEW - rank[inverse.ravel()]
+    return labels
+
+
+def cluster_all(vectors: np.ndarray, params: ClusterParams, index: VectorIndex | None = None) -> np.ndarray:
+    """Cluster a plain set of vectors (no fixed items): labels 0..k-1, -1 for noise (sklearn's convention)."""
+    ids = np.arange(len(vectors), dtype=np.int64)
+    index = index or VectorIndex.build(ids, vectors)
+    labels = cluster_items(index, ids, vectors, params)
+    return np.where(labels < 0, -labels - 1, -1)

@@ -1,0 +1,108 @@
+"""Finding and loading VLM weights: a local folder, the model manager, or the Hugging Face cache (never the network).
+
+Missing weights raise ModelUnavailable naming the model, where we looked and what to do, so the CLI and the GUI
+can show it as it is and keep working without personalised captions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..models.errors import ModelUnavailable
+
+DEFAULT_MODELS = {
+    "smolvlm": "HuggingFaceTB/SmolVLM-256M-Instruct",
+    "blip2": "Salesforce/blip2-flan-t5-xl",
+    "llava": "llava-hf/llava-1.5-7b-hf",
+}
+
+
+def find_weights(model: str) -> Path:
+    """The folder holding `model`: itself when it is a folder, else the model manager's or the HF cache's copy."""
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise ModelUnavailable(model, "the folder has no config.json, so it is not a model folder",
+                                   "Point --model at a folder saved with save_pretrained.", [str(folder)])
+        return folder
+    found = _from_registry(model)
+    if found is not None:
+        return found
+    return _from_hf_cache(model)
+
+
+def _from_registry(model: str) -> Path | None:
+    """The model manager's answer, when that module is installed and knows the name."""
+    try:
+        from ..models import registry
+    except ImportError:
+        return None
+    find = getattr(registry, "find_model", None)
+    if find is None:
+        return None
+    try:
+        return Path(find(model))
+    except (KeyError, LookupError, ValueError):  # a name the registry does not list: try the HF cache
+        return None
+
+
+def _from_hf_cache(model: str) -> Path:
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    how = (f"Download it with `myvlm models download {model}` (needs internet once), "
+           "or pass a local model folder with --model.")
+    try:
+        path = Path(snapshot_download(model, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, HFValidationError):
+        raise ModelUnavailable(model, "weights not found on this computer", how, [constants.HF_HUB_CACHE]) from None
+    if not (path / "config.json").is_file():
+        raise ModelUnavailable(model, "the cached copy is incomplete (no config.json)", how, [str(path)])
+    return path
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """CUDA, then Apple's MPS, then the CPU."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(device: torch.device, dtype: torch.dtype | str | None = None) -> torch.dtype:
+    """bf16 where the hardware runs it natively (paper's recipe), fp16 on MPS, else fp32."""
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    if dtype is not None:
+        return dtype
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.bfloat16 if _cpu_has_bf16() else torch.float32
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def load_parts(model_class, model: str, device: torch.device, dtype: torch.dtype):
+    """(model, processor, folder) for a model id or folder; a broken folder is ModelUnavailable too."""
+    from transformers import AutoProcessor
+
+    folder = find_weights(model)
+    try:
+        processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+        net = model_class.from_pretrained(folder, dtype=dtype, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelUnavailable(model, f"cannot load the weights: {exc}",
+                               "Download the model again with `myvlm models download`.", [str(folder)]) from None
+    return net.to(device).eval(), processor, folder
