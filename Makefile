@@ -46,6 +46,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 package: $(STAMP)
+	$(BIN)/pip install -q pyinstaller==6.22.3
 	$(BIN)/python packaging/build.py
 
 clean:

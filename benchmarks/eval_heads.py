@@ -27,12 +27,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from myvlm_desktop.concepts.augment import augmented_views  # noqa: E402
-from myvlm_desktop.concepts.linear import TrainConfig, train_linear_head  # noqa: E402
-from myvlm_desktop.concepts.person import PersonHead  # noqa: E402
-from myvlm_desktop.concepts.train import LOAD_SIDE, select_negatives  # noqa: E402
-from myvlm_desktop.imaging import ImageError, load_array  # noqa: E402
-from myvlm_desktop.models.errors import ModelUnavailable  # noqa: E402
+from myvlm_desktop.concepts.augment import augmented_views
+from myvlm_desktop.concepts.linear import TrainConfig, train_linear_head
+from myvlm_desktop.concepts.person import PersonHead
+from myvlm_desktop.concepts.train import LOAD_SIDE, select_negatives
+from myvlm_desktop.imaging import ImageError, load_array
+from myvlm_desktop.models.errors import ModelUnavailable
 
 DATA = Path("/work/shared/data")
 SHOTS = (1, 2, 4)

@@ -163,22 +163,56 @@ def ensure_heads(library: Library, concepts: Iterable[int | str] | None = None, 
 
 
 def _person_head(db: Database, concept, members: dict[str, set[int]], face_engine) -> tuple[PersonHead, dict]:
-    faces = _face_rows(db, members["face_ids"])
-    if not faces:
+    named = _face_rows(db, members["face_ids"])
+    picked = _faces_in_picked_photos(db, members)
+    if not named and not picked:
         raise TrainingError(f"{concept['name']} has no confirmed faces yet: name a face cluster")
-    engine_id = Counter(r["engine"] for r in faces).most_common(1)[0][0]  # after a model change: the newest set
-    positives = [r for r in faces if r["engine"] == engine_id]
+    # one engine's vectors only (after a model change both may be stored): the one most examples have
+    engine_id = Counter(r["engine"] for r in named + picked).most_common(1)[0][0]
+    threshold = _face_threshold(engine_id, face_engine)
+    positives = [r for r in named if r["engine"] == engine_id]
+    positives += _faces_of_the_person(positives, [r for r in picked if r["engine"] == engine_id], threshold)
+    if not positives:
+        raise TrainingError(f"no face of {concept['name']} is known yet: pick a photo where they are alone")
     keys = np.stack([from_blob(r["embedding"]) for r in positives])
     chosen = representative_keys(keys)
     negatives = [r for r in _negative_faces(db, members) if r["engine"] == engine_id]
     neg = np.stack([from_blob(r["embedding"]) for r in negatives]) if negatives else np.zeros((0, keys.shape[1]))
     neg_chosen = representative_keys(neg, MAX_NEGATIVE_KEYS) if len(neg) else np.arange(0)
-    threshold = _face_threshold(engine_id, face_engine)
     meta = {"engine": engine_id, "threshold": threshold,
             "training": {"positive_face_ids": [positives[i]["id"] for i in chosen],
                          "positive_faces": len(positives),
                          "negative_face_ids": [negatives[i]["id"] for i in neg_chosen]}}
     return PersonHead(keys[chosen], threshold, neg[neg_chosen]), meta
+
+
+def _faces_in_picked_photos(db: Database, members: dict[str, set[int]]) -> list:
+    """Faces of photos the user picked for a person (not faces they named, hid or rejected)."""
+    rows = _rows_by_id(db, "SELECT id, photo_id, engine, embedding FROM faces WHERE hidden = 0 AND photo_id IN ({})",
+                       members["photo_ids"])
+    named_photos = {r["photo_id"] for r in _face_rows(db, members["face_ids"])}
+    return [r for r in rows if r["photo_id"] not in named_photos and r["id"] not in members["rejected_face_ids"]]
+
+
+def _faces_of_the_person(known: list, picked: list, threshold: float) -> list:
+    """Which face of each picked photo is the person (MyVLM: compare with photos where they are alone).
+
+    A photo with one face gives that face; in a group photo, the face nearest the faces known so far,
+    if it is within the threshold; a group photo with nothing to compare with is left out.
+    """
+    by_photo: dict[int, list] = {}
+    for r in picked:
+        by_photo.setdefault(r["photo_id"], []).append(r)
+    found = list(known) + [faces[0] for faces in by_photo.values() if len(faces) == 1]
+    chosen = [faces[0] for faces in by_photo.values() if len(faces) == 1]
+    if not found:
+        return chosen
+    head = PersonHead(np.stack([from_blob(r["embedding"]) for r in found]), threshold)
+    for faces in (f for f in by_photo.values() if len(f) > 1):
+        best = head.best(np.stack([from_blob(r["embedding"]) for r in faces]))
+        if best is not None:
+            chosen.append(faces[best.index])
+    return chosen
 
 
 def _face_rows(db: Database, face_ids: Iterable[int]) -> list:
@@ -206,14 +240,19 @@ def _face_threshold(engine_id: str, face_engine) -> float:
 
 def _linear_head(library: Library, concept, members: dict[str, set[int]], embedder, seed: int):
     db = library.db
-    photo_ids = sorted(members["photo_ids"])
+    face_photos = {r["photo_id"] for r in _face_rows(db, members["face_ids"])}  # a face cluster named as a pet
+    photo_ids = sorted((members["photo_ids"] | face_photos) - members["rejected_photo_ids"])
     if not photo_ids:
         raise TrainingError(f"{concept['name']} has no photos yet: name an image cluster or mark a photo")
     embedder_id = _embedder_id(db, photo_ids, embedder)
     if embedder is None or embedder.engine_id != embedder_id:
         embedder = _optional_embedder(embedder_id)
     pos, groups = _positive_views(library, photo_ids, embedder, embedder_id)
-    neg, negative_ids = _hard_negatives(db, embedder_id, pos[_originals(groups)], members)
+    # photos this concept's head already found are likely the concept, unnamed: never teach them as "not"
+    found = {r[0] for r in db.query("SELECT photo_id FROM occurrences WHERE concept_id = ? AND source = 'head' "
+                                    "AND present = 1", (concept["id"],))}
+    neg, negative_ids = _hard_negatives(db, embedder_id, pos[_originals(groups)], set(photo_ids) | found,
+                                        members["rejected_photo_ids"])
     cfg = TrainConfig(seed=seed)
     head = train_linear_head(pos, neg, cfg, positive_groups=groups)
     meta = {"engine": embedder_id, "threshold": 0.5,
@@ -275,16 +314,17 @@ def _originals(groups: np.ndarray) -> np.ndarray:
     return np.sort(first)
 
 
-def _hard_negatives(db: Database, embedder_id: str, positives: np.ndarray, members: dict[str, set[int]]):
+def _hard_negatives(db: Database, embedder_id: str, positives: np.ndarray, concept_photos: set[int],
+                    rejected_photos: set[int]):
     """The user's other photos nearest the concept first, a spread of the rest, and every rejected photo."""
     rows = db.query("SELECT e.photo_id, e.embedding FROM image_embeddings e JOIN photos p ON p.id = e.photo_id "
                     "WHERE e.embedder = ? AND p.status = 'ok' ORDER BY e.photo_id", (embedder_id,))
-    excluded = members["photo_ids"] | members["rejected_photo_ids"]
+    excluded = concept_photos | rejected_photos
     candidates = [r for r in rows if r["photo_id"] not in excluded]
     chosen = select_negatives(
         np.stack([from_blob(r["embedding"]) for r in candidates]) if candidates else np.zeros((0, 1)), positives)
     ids = [candidates[i]["photo_id"] for i in chosen]
-    rejected = _stored_embeddings(db, embedder_id, members["rejected_photo_ids"])
+    rejected = _stored_embeddings(db, embedder_id, rejected_photos)
     ids += sorted(rejected)
     if not ids:
         raise TrainingError("a pet or object head needs photos that are not the concept: add more photos")

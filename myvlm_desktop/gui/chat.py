@@ -39,6 +39,7 @@ class ChatPanel(QWidget):
     def __init__(self, session, parent=None):
         super().__init__(parent)
         self.setObjectName("chatPanel")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
         self.session = session
         self.photo_id: int | None = None
         self.photo_name = ""
@@ -55,11 +56,11 @@ class ChatPanel(QWidget):
         self.banner_text = QLabel()
         self.banner_text.setWordWrap(True)
         self.banner_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        models = QPushButton(theme.icon("models"), "Open the model manager")
-        models.clicked.connect(self.open_models)
+        self.models_button = QPushButton(theme.icon("models"), "Open the model manager")
+        self.models_button.clicked.connect(self.open_models)
         banner_layout = QVBoxLayout(self.banner)
         banner_layout.addWidget(self.banner_text)
-        banner_layout.addWidget(models, 0, Qt.AlignmentFlag.AlignLeft)
+        banner_layout.addWidget(self.models_button, 0, Qt.AlignmentFlag.AlignLeft)
         self.banner.hide()
         self.input = QLineEdit()
         self.input.setObjectName("chatInput")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from PySide6.QtCore import QObject, QStringListModel, Qt, Signal
 from PySide6.QtWidgets import (
@@ -210,6 +212,9 @@ class SettingsDialog(QDialog):
 
 
 # -- model manager ------------------------------------------------------------------------------------------
+KIND_NAMES = {"face": "Faces", "embedder": "Image features", "vlm": "Vision-language", "llm": "Text"}
+
+
 def _field(model, name: str, default=None):
     return model.get(name, default) if isinstance(model, dict) else getattr(model, name, default)
 
@@ -252,7 +257,10 @@ class ModelManagerDialog(QDialog):
         self.table.setHorizontalHeaderLabels(["Model", "Kind", "Size", "Status", ""])
         self.table.verticalHeader().hide()
         self.table.setShowGrid(False)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setWordWrap(False)
+        self.table.currentCellChanged.connect(self._picked)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
@@ -264,6 +272,7 @@ class ModelManagerDialog(QDialog):
         self.bar.hide()
         self.message = muted()
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message.setMinimumHeight(60)
         self.progress = _DownloadProgress(self)
         self.progress.progressed.connect(self._progressed)
         self.downloading: str | None = None
@@ -285,31 +294,46 @@ class ModelManagerDialog(QDialog):
         if self.registry is None:
             self.message.setText("The model registry is not part of this build.")
             return
-        run_task(self.registry.list_models, on_done=self._show, on_error=self._failed)
+        run_task(self.registry.list_models, *self._where(), on_done=self._show, on_error=self._failed)
+
+    def _where(self) -> tuple:
+        return (Path(self.models_dir),) if self.models_dir else ()
 
     def _show(self, models) -> None:
+        self.models = list(models)
         self.table.setRowCount(0)
-        for model in models:
+        for model in self.models:
             row = self.table.rowCount()
             self.table.insertRow(row)
             name = str(_field(model, "name", "?"))
             available = bool(_field(model, "available", False))
-            reason = _field(model, "reason") or _field(model, "missing") or ""
-            where = _field(model, "path") or ""
-            status = "Installed" if available else ("Not installed" + (f": {reason}" if reason else ""))
-            cells = [name, str(_field(model, "kind", "")), _size(_field(model, "size") or _field(model, "size_bytes")),
-                     status]
+            size = _size(_field(model, "size") or _field(model, "size_bytes"))
+            cells = [name, KIND_NAMES.get(_field(model, "kind", ""), _field(model, "kind", "")),
+                     size if available or not size else f"{size} download",
+                     "Installed" if available else "Not installed"]
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(str(where) if available and where else text)
+                item.setToolTip(_field(model, "description") or "")
                 if column == 3:
                     item.setForeground(theme.ACCENT if available else theme.MUTED)
                 self.table.setItem(row, column, item)
-            if not available:
+            if not available and _field(model, "source") != "package":
                 button = QPushButton(theme.icon("download"), "Download")
                 button.setObjectName("flat")
                 button.clicked.connect(lambda _=False, n=name: self.download(n))
                 self.table.setCellWidget(row, 4, button)
+        self.table.resizeRowsToContents()
+
+    def _picked(self, row: int, *rest) -> None:
+        """The details of a model: what it is, its licence, where it is or why it is missing."""
+        if not 0 <= row < len(getattr(self, "models", [])) or self.downloading:
+            return
+        model = self.models[row]
+        where = _field(model, "path") or _field(model, "reason") or ""
+        self.message.setText(f"<b>{html.escape(str(_field(model, 'name')))}</b>: "
+                             f"{html.escape(str(_field(model, 'description') or ''))}<br>"
+                             f"Licence: {html.escape(str(_field(model, 'licence') or 'unknown'))}<br>"
+                             f"{html.escape(str(where))}")
 
     def download(self, name: str) -> None:
         if self.downloading:
@@ -318,7 +342,7 @@ class ModelManagerDialog(QDialog):
         self.bar.setValue(0)
         self.bar.show()
         self.message.setText(f"Downloading {name}…")
-        run_task(self.registry.download_model, name, self.progress.callback(name),
+        run_task(self.registry.download_model, name, self.progress.callback(name), *self._where(),
                  on_done=lambda _: self._downloaded(name), on_error=self._failed)
 
     def _progressed(self, name: str, done: float, total: float) -> None:
@@ -338,10 +362,10 @@ class ModelManagerDialog(QDialog):
     def _failed(self, error: BaseException) -> None:
         self.downloading = None
         self.bar.hide()
-        text = str(error)
+        text = f"<b>Download failed.</b> {html.escape(str(error))}"
         if any(w in text.lower() for w in ("offline", "connect", "network", "resolve", "unreachable")):
-            where = f" into {self.models_dir}" if self.models_dir else " into the app's models folder"
-            text += ("\n\nThis computer seems to be offline or cannot reach the model's server. Connect to the "
+            where = html.escape(f" into {self.models_dir}" if self.models_dir else " into the app's models folder")
+            text += ("<br><br>This computer seems to be offline or cannot reach the model's server. Connect to the "
                      f"internet and try again, or copy the model's files{where}.")
         self.message.setText(text)
 

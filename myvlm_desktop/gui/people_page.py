@@ -5,8 +5,18 @@ redo go through the same operation log."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea, QStackedWidget, QToolButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QScrollArea,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from . import theme
 from .dialogs import ChoiceDialog, MergeDialog, NameDialog
@@ -129,6 +139,7 @@ class PeoplePage(QWidget):
         self.clusters_model = FaceListModel(cache, side=132, thumbnail_path=thumbs, parent=self)
         self.faces_model = FaceListModel(cache, side=112, thumbnail_path=thumbs, parent=self)
         self.open_cluster: dict | None = None
+        self.pending_rename: dict | None = None
         self.stack = QStackedWidget()
         self.stack.addWidget(self._overview())
         self.stack.addWidget(self._detail())
@@ -218,8 +229,10 @@ class PeoplePage(QWidget):
     # -- operations -------------------------------------------------------------------------------------------
     def op(self, name: str, *args, done_message: str = "", **kwargs) -> None:
         """Run a people operation off the GUI thread, then refresh."""
-        run_task(self.session.people_op, name, *args, **kwargs,
-                 on_done=lambda _: self._after(done_message), on_error=self._op_failed)
+        self.run(self.session.people_op, name, *args, done_message=done_message, **kwargs)
+
+    def run(self, fn, *args, done_message: str = "", **kwargs) -> None:
+        run_task(fn, *args, **kwargs, on_done=lambda _: self._after(done_message), on_error=self._op_failed)
 
     def _after(self, message: str) -> None:
         if message:
@@ -228,7 +241,22 @@ class PeoplePage(QWidget):
         self.refresh()
 
     def _op_failed(self, error: BaseException) -> None:
+        taken = getattr(error, "concept_id", None)
+        if taken is not None and self._offer_merge(error):
+            return
         self.status.emit(f"Could not do that: {error}")
+
+    def _offer_merge(self, error) -> bool:
+        """Renaming to a name another concept has: offer to merge the two (the user's intent, usually)."""
+        cluster = self.pending_rename
+        self.pending_rename = None
+        if cluster is None or not cluster.get("concept_id"):
+            return False
+        answer = QMessageBox.question(self, "Merge?", f"{error.name} already exists. Merge {cluster['name']} into "
+                                      f"{error.name}?")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.op("merge", error.name, cluster["name"], keep=error.name, done_message=f"Merged into {error.name}")
+        return True
 
     def name_selected(self) -> None:
         clusters = self.selected_clusters()
@@ -242,6 +270,7 @@ class PeoplePage(QWidget):
         if dialog.exec() != NameDialog.DialogCode.Accepted:
             return
         name, kind = dialog.value()
+        self.pending_rename = cluster
         if cluster["name"] and cluster.get("concept_id"):
             self.op("rename_concept", cluster["concept_id"], name, done_message=f"Renamed to {name}")
         else:
@@ -256,7 +285,7 @@ class PeoplePage(QWidget):
             return
         survivor = dialog.survivor()
         others = [c["id"] for c in clusters if c["id"] != survivor]
-        self.op("merge", survivor, others, done_message=f"Merged {len(others) + 1} groups")
+        self.run(self.session.merge_clusters, survivor, others, done_message=f"Merged {len(others) + 1} groups")
 
     def hide_selected(self) -> None:
         for cluster in self.selected_clusters():
@@ -264,12 +293,10 @@ class PeoplePage(QWidget):
 
     def answer_suggestion(self, suggestion: dict, yes: bool) -> None:
         if yes:
-            self.op("name_cluster", suggestion["cluster_id"], suggestion["name"],
-                    kind=suggestion.get("concept_kind") or suggestion.get("kind") or "person",
+            self.op("name_cluster", suggestion["cluster_id"], suggestion["name"], kind=suggestion["kind"],
                     done_message=f"Named {suggestion['name']}")
         else:
-            self.op("reject_suggestion", suggestion["cluster_id"], suggestion.get("concept_id"),
-                    done_message="Noted")
+            self.run(self.session.decline_suggestion, suggestion, done_message=f"Noted: not {suggestion['name']}")
 
     # -- one cluster --------------------------------------------------------------------------------------------
     def _detail(self) -> QWidget:

@@ -106,6 +106,7 @@ class PhotoViewer(QWidget):
         self.title = QLabel()
         self.title.setObjectName("viewerTitle")
         self.meta = muted()
+        self.meta.setWordWrap(False)
         self.caption = QLabel()
         self.caption.setObjectName("caption")
         self.caption.setWordWrap(True)

@@ -192,7 +192,10 @@ MIGRATIONS: list[str] = [
             WHERE o.present = 1 AND NOT EXISTS (
                 SELECT 1 FROM occurrences u WHERE u.photo_id = o.photo_id AND u.concept_id = o.concept_id
                 AND u.source = 'user' AND u.present = 0)
+            AND NOT EXISTS (SELECT 1 FROM rejections r WHERE r.concept_id = o.concept_id AND r.face_id = o.face_id)
         EXCEPT
-        SELECT u.concept_id, u.photo_id FROM occurrences u WHERE u.source = 'user' AND u.present = 0;
+        SELECT u.concept_id, u.photo_id FROM occurrences u WHERE u.source = 'user' AND u.present = 0
+        EXCEPT  -- "Rex is not in this photo" (a photo rejection; a face rejection has face_id set)
+        SELECT r.concept_id, r.photo_id FROM rejections r WHERE r.face_id IS NULL AND r.photo_id IS NOT NULL;
     """,
 ]

@@ -40,12 +40,12 @@ class ClusterParams:
 # with a face dlib's HOG detector finds; sweep of max_distance x min_faces, pairwise F1 and BCubed F1).
 # dlib 128-D, L2-normalised: same-person pair distances have median 0.055 (95th pct 0.131), different
 # people 1st pct 0.085 / 5th pct 0.099. See CALIBRATION below for the numbers the sweep gave.
-DLIB = ClusterParams(min_faces=3, max_distance=0.075, neighbours=16, suggest_distance=0.07)
+DLIB = ClusterParams(min_faces=2, max_distance=0.065, neighbours=16, suggest_distance=0.05)
 # ArcFace (InsightFace buffalo_l, 512-D): its weights cannot be fetched here, so no sweep could be run.
 # MyVLM's person head accepts a face at cosine distance <= 0.675 (a recognition bound: one face against a
 # concept's few keys). Clustering chains faces through neighbours, so it needs a tighter bound; Immich
 # ships max_distance 0.5 with min_faces 3 for the same model and it holds up on large personal libraries.
-ARCFACE = ClusterParams(min_faces=3, max_distance=0.5, neighbours=16, suggest_distance=0.6)
+ARCFACE = ClusterParams(min_faces=2, max_distance=0.5, neighbours=16, suggest_distance=0.55)
 # SSCD image descriptors (512-D) for pet / object candidates: calibrated on pets_dreambooth.
 SSCD = ClusterParams(min_faces=2, max_distance=0.5, neighbours=16, suggest_distance=0.6)
 

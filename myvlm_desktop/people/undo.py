@@ -50,7 +50,7 @@ class Recorder:
 
     def _install(self, table: str) -> None:
         keys, cols = KEYS[table], self.cols[table]
-        shadow = f"temp._undo_{table}"
+        shadow = f"_undo_{table}"  # a temp table: triggers may not name the schema
         names = [f"k{i}" for i in range(len(keys))] + [f"v_{c}" for c in cols]
         self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _undo_{table} "
                           f"(_seq INTEGER PRIMARY KEY, _new INTEGER, {', '.join(names)})")

@@ -246,7 +246,7 @@ def _new_cluster_ids(conn, kind: str, old, labels, full, items: Items, existing:
             if label not in reuse and was not in used:
                 reuse[label] = was
                 used.add(was)
-    for label in sorted(set(labels.tolist())):
+    for label in sorted(set(labels.tolist()), reverse=True):
         if label < 0 and label not in reuse:
             reuse[label] = conn.execute("INSERT INTO clusters(kind, created_at) VALUES (?, ?)",
                                         (kind, now())).lastrowid

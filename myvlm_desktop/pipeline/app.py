@@ -14,14 +14,16 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import inspect
 import json
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .. import config
-from ..library.db import Database, now
+from .. import config, imaging
+from ..library.db import Database, connect, now
 from ..library.store import Library, open_path
 from ..models.errors import ModelUnavailable
 from .jobs import ACTIVE_STATES, Cancelled, Job, JobControl, JobQueue
@@ -70,6 +72,19 @@ def optional_module(name: str):
         if exc.name and (full == exc.name or full.startswith(exc.name + ".")):
             return None
         raise
+
+
+def library_has_folders(data_dir) -> bool:
+    """Whether a library with at least one photo folder exists in `data_dir` (else: the first run)."""
+    database = config.database_path(config.data_dir(data_dir))
+    if not database.exists():
+        return False
+    conn = connect(database)
+    try:
+        tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'folders'").fetchone()[0]
+        return bool(tables) and conn.execute("SELECT count(*) FROM folders").fetchone()[0] > 0
+    finally:
+        conn.close()
 
 
 # -- settings -------------------------------------------------------------------------------------------
@@ -143,6 +158,8 @@ class AppSession:
         self.settings = load_settings(self.db)
         self.jobs = JobQueue(self.db, kinds=self._kinds())
         self.watcher = None
+        self._vlm: tuple | None = None
+        self._vlm_lock = threading.Lock()
         self._closed = False
         self._want_watch = self.settings["watch"] if watch is None else watch
 
@@ -325,6 +342,21 @@ class AppSession:
             (concept_id, limit))
         return [dict(r) for r in rows]
 
+    def concept_embeddings(self, concept_id: int) -> list[dict]:
+        """The concept embeddings trained for it, one per VLM backend: [{"backend", "model", "file", ...}]."""
+        folder = config.concepts_dir(self.library.root) / str(concept_id)
+        found = []
+        for meta_file in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            if meta_file.name == "head.json" or not meta_file.with_suffix(".safetensors").exists():
+                continue
+            try:
+                meta = json.loads(meta_file.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(meta, dict) and meta.get("backend"):
+                found.append({**meta, "file": str(meta_file.with_suffix(".safetensors"))})
+        return found
+
     def _head_status(self, concept_id: int, version: int) -> str:
         meta_file = config.concepts_dir(self.library.root) / str(concept_id) / "head.json"
         if not meta_file.exists():
@@ -342,22 +374,58 @@ class AppSession:
                 "device": self.settings["device"]}
 
     def ask_photo(self, photo_id: int, question: str, on_token: Callable[[str], None] | None = None) -> dict:
-        """Answer a question about one photo with the VLM (concept names included); the answer is stored.
+        """Answer a question about one photo with the VLM, the photo's concepts included; the answer is stored.
 
         Raises ModelUnavailable when no VLM is installed: the caller shows the message as it is.
         """
         ask = optional_module("pipeline.ask")
-        if ask is None:
-            raise ModelUnavailable("vision-language model", "no VLM backend is part of this build",
-                                   "Install a build with captions and answers, then download a model.")
-        return ask.ask_photo(self.library, photo_id, question, on_token=on_token, **self.vlm_options())
+        if ask is not None and hasattr(ask, "ask_photo"):
+            return ask.ask_photo(self.library, photo_id, question, on_token=on_token, **self.vlm_options())
+        backend = self.vlm_backend()
+        photo = self.library.photo(photo_id)
+        if photo is None:
+            raise ValueError(f"no photo {photo_id}")
+        image = imaging.load_rgb(open_path(photo), max_side=1024)
+        result = backend.answer(image, question, self._concept_vectors(photo_id, backend.name), on_token=on_token)
+        self.db.write(_store_answer, photo_id, question, result)
+        self.db.notify("answers", photo_id)
+        return {"answer": result.text, "concepts": result.concepts, "backend": result.backend}
+
+    def vlm_backend(self):
+        """The VLM of the settings, loaded once (and again when the settings change); ModelUnavailable if absent."""
+        options = self.vlm_options()
+        key = tuple(sorted(options.items(), key=lambda kv: kv[0]))
+        with self._vlm_lock:
+            if self._vlm is None or self._vlm[0] != key:
+                generate = importlib.import_module("myvlm_desktop.vlm.generate")
+                self._vlm = (key, generate.load_backend(options["backend"], options["model"], options["device"]))
+            return self._vlm[1]
+
+    def _concept_vectors(self, photo_id: int, backend: str) -> list:
+        """The trained concept embeddings (for this backend) of the concepts in the photo."""
+        concept = importlib.import_module("myvlm_desktop.vlm.concept")
+        vectors = []
+        for row in self.db.query("SELECT concept_id FROM concept_photos WHERE photo_id = ? ORDER BY concept_id",
+                                 (photo_id,)):
+            for trained in self.concept_embeddings(row["concept_id"]):
+                if trained.get("backend") == backend:
+                    try:
+                        vectors.append(concept.load_concept_vector(trained["file"]))
+                    except concept.ConceptFileError as exc:  # a damaged file: answer without that concept
+                        log.warning("%s", exc)
+                    break
+        return vectors
 
     def ask_library(self, question: str, on_token: Callable[[str], None] | None = None) -> dict:
-        """Answer a question about the whole library from the database (phrased by a small LM)."""
+        """Answer a question about the whole library from the database (phrased by a small LM); stored."""
         ask = optional_module("pipeline.ask")
         if ask is None:
             raise StageUnavailable("library questions are not part of this build yet")
-        return ask.ask_library(self.library, question, on_token=on_token)
+        streams = "on_token" in inspect.signature(ask.ask_library).parameters
+        result = ask.ask_library(self.library, question, **({"on_token": on_token} if streams else {}))
+        if not streams and on_token is not None:
+            on_token(result["answer"])  # phrased in one piece: shown at once
+        return {**result, "backend": result.get("backend") or result.get("phrased_by", "")}
 
     # -- people & pets ---------------------------------------------------------------------------------
     def clusters(self, hidden: bool = False) -> list[dict]:
@@ -386,7 +454,7 @@ class AppSession:
                 "JOIN photos p ON p.id = f.photo_id WHERE f.cluster_id = ? AND f.hidden = 0 AND p.status = 'ok' "
                 "ORDER BY f.id = ? DESC, (f.x2 - f.x1) * (f.y2 - f.y1) DESC LIMIT 1",
                 (cluster["id"], cluster["cover_face_id"] or -1)).fetchone()
-            return None if face is None else _face_dict(face)
+            return None if face is None else dict(_face_dict(face), face_id=face["id"])
         photo = self.db.read().execute(
             "SELECT p.id, p.path, p.path_raw, p.width, p.height, p.hash FROM cluster_photos cp "
             "JOIN photos p ON p.id = cp.photo_id WHERE cp.cluster_id = ? AND p.status = 'ok' "
@@ -421,37 +489,60 @@ class AppSession:
         return module_exists("people.ops")
 
     def people_op(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Run a naming operation of people.ops (name, merge, split, move, reject, hide, cover, undo, redo).
+        """Run a naming operation of people.ops (name_cluster, merge, split, move_face, reject_face,
+        hide_cluster, set_cover, rename_concept, undo, redo...).
 
-        Runs on a worker thread (it writes); the views hear of the change through the database's notices.
+        Runs on a worker thread (it writes); the operation announces what it changed through the database.
         """
         ops = optional_module("people.ops")
         if ops is None:
             raise StageUnavailable("naming people and pets is not part of this build yet")
-        result = getattr(ops, name)(self.db, *args, **kwargs)
-        self.db.notify("people", name)
+        return getattr(ops, name)(self.db, *args, **kwargs)
+
+    def merge_clusters(self, survivor: int, others: list[int]) -> dict | None:
+        """Merge several clusters into the one the user picked (one undoable step per merged cluster)."""
+        result = None
+        for other in others:
+            result = self.people_op("merge", survivor, other, keep=survivor)
         return result
 
+    def decline_suggestion(self, suggestion: dict) -> dict:
+        """"No, this is not Alice": the cluster's cover face (or photo) is rejected for that concept,
+        so the suggestion does not come back and the face is never put in Alice's cluster."""
+        cover = suggestion.get("cover") or {}
+        if cover.get("whole"):
+            return self.people_op("reject_photo", cover["photo_id"], suggestion["concept_id"])
+        return self.people_op("reject_face", cover["face_id"], suggestion["concept_id"])
+
     def suggestions(self) -> list[dict]:
-        """"Is this Alice?" for unnamed clusters: [{"cluster_id", "concept_id", "name", "distance", "cover"}]."""
+        """"Is this Alice?" for unnamed clusters likely to be a named concept:
+        [{"cluster_id", "concept_id", "name", "kind", "distance", "cover"}]."""
         ops = optional_module("people.ops")
         if ops is None or not hasattr(ops, "suggestions"):
             return []
+        kinds = {r["id"]: r["kind"] for r in self.db.query("SELECT id, kind FROM concepts")}
         found = []
-        for s in ops.suggestions(self.db):
-            s = dict(s) if not isinstance(s, dict) else s
-            cluster_id = s.get("cluster_id") or s.get("cluster")
-            if cluster_id is None or s.get("kind") == "merge":
+        for s in ops.suggestions(self.db).get("clusters", []):
+            cluster = self.db.read().execute("SELECT * FROM clusters WHERE id = ?", (s["cluster"],)).fetchone()
+            if not s.get("likely") or cluster is None:
                 continue
-            cover = self._cover(self.db.read().execute("SELECT * FROM clusters WHERE id = ?",
-                                                       (cluster_id,)).fetchone())
-            found.append({**s, "cluster_id": cluster_id, "cover": cover})
+            found.append({"cluster_id": s["cluster"], "concept_id": s["concept_id"], "name": s["concept"],
+                          "kind": kinds.get(s["concept_id"], "person"), "distance": s["distance"],
+                          "cover": self._cover(cluster)})
         return found
 
     def unfinished_jobs(self) -> list[dict]:
         marks = ",".join("?" * len(ACTIVE_STATES))
         return [dict(r) for r in self.db.query(f"SELECT id, kind, state, progress, message FROM jobs "
                                                 f"WHERE state IN ({marks}) ORDER BY id", ACTIVE_STATES)]
+
+
+def _store_answer(conn, photo_id: int, question: str, result) -> None:
+    conn.execute("INSERT INTO answers(photo_id, question, answer, backend, model, concepts, created_at) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (photo_id, question, result.text, result.backend, result.model,
+                                                  json.dumps(result.concepts), now()))
+    names = " ".join(r[0] for r in conn.execute("SELECT answer FROM answers WHERE photo_id = ?", (photo_id,)))
+    conn.execute("UPDATE photo_text SET answers = ? WHERE rowid = ?", (names, photo_id))  # answers are searchable
 
 
 def _requeue(conn, job_ids: list[int]) -> None:

@@ -19,6 +19,7 @@ from ..concepts.store import Head
 from ..concepts.train import concept_members, ensure_heads
 from ..library.db import Database, from_blob, now
 from ..library.store import Library
+from ..library.text import update_photo_text
 from .jobs import JobControl
 
 __all__ = ["detect_image", "detect_job", "detect_library"]
@@ -109,13 +110,5 @@ def _replace_head_rows(conn, concept_id: int, rows: list[tuple], head_version: s
         "INSERT INTO occurrences(photo_id, concept_id, face_id, score, source, present, head_version, created_at) "
         "VALUES (?, ?, ?, ?, 'head', 1, ?, ?)",
         [(photo_id, concept_id, face_id, score, head_version, now()) for photo_id, face_id, score in rows])
-    _refresh_concept_words(conn, before.symmetric_difference(r[0] for r in rows))
-
-
-def _refresh_concept_words(conn, photo_ids: set[int]) -> None:
-    """Keep the word index's concept names in step, so a plain "Alice" finds her photos too."""
-    for photo_id in photo_ids:
-        names = " ".join(r[0] for r in conn.execute(
-            "SELECT c.name FROM concept_photos cp JOIN concepts c ON c.id = cp.concept_id "
-            "WHERE cp.photo_id = ? ORDER BY c.name", (photo_id,)))
-        conn.execute("UPDATE photo_text SET concepts = ? WHERE rowid = ?", (names, photo_id))
+    for photo_id in before.symmetric_difference(r[0] for r in rows):  # word search knows who is in it too
+        update_photo_text(conn, photo_id)

@@ -29,13 +29,17 @@ CACHE_MARK = "myvlm-cache.json"
 
 SYSTEM = ("Answer the question about the user's photos in one short sentence, using only the facts. "
           "Copy names, numbers and dates exactly.")
-# Two worked examples: a 135M model copies figures faithfully when shown how, and rambles when not.
+# Worked examples: a 135M model copies figures faithfully when shown how, and rambles when not. It also
+# copies the examples' names at times; the caller rejects a sentence naming someone the facts don't.
 EXAMPLES = [
-    ("When did I last see <Tom>?", ["Tom was last seen on 2021-08-30, in park.jpg."],
+    ("When did I last see Tom?", ["Tom was last seen on 2021-08-30, in park.jpg."],
      "You last saw Tom on 2021-08-30, in park.jpg."),
-    ("How many photos of <Mia>?", ["Mia is in 7 photos."], "Mia is in 7 photos."),
+    ("How many photos of Mia and Sam together?", ["Mia and Sam are together in 7 photos in 2019."],
+     "Mia and Sam are together in 7 photos from 2019."),
+    ("Where was Max?", ["Max was photographed at 1 place: 51.5, -0.12 (4 photos)."],
+     "Max was photographed at 51.5, -0.12, in 4 photos."),
 ]
-EXAMPLE_NAMES = ("Tom", "Mia")  # a phrase naming them copied the example, not the facts
+EXAMPLE_NAMES = ("Tom", "Mia", "Sam", "Max")
 
 _DATE = re.compile(r"(?<!\d)\d{4}-\d{2}(?:-\d{2})?(?!\d)")
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")

@@ -23,7 +23,7 @@ CORPUS = [
     "Question: What is the man wearing? Answer:", "What is the dog doing? Where is the cat in the image?",
     "a man standing on a beach", "a woman sitting in a chair", "the dog is playing with a ball",
     "a cat lying on a bed", "a red mug on a wooden table", "a photo of a person in a park",
-    "<sks> <Alice> <Rex> <Bob> identifier",
+    "<sks> <Alice> <Rex> <Bob> identifier", "a photo of sks", "sks is standing", "with sks and Alice",
 ]
 
 
@@ -42,39 +42,45 @@ def build_tokenizer(extra_text: list[str] | None = None, vocab_size: int = 512):
                                    unk_token="<unk>")
 
 
-def tiny_config(backend: str, tokenizer, variant: str = "t5"):
-    """Configs a few hundred kilobytes large, with the structure of the real models."""
+def tiny_config(backend: str, tokenizer, variant: str = "t5", init: float = 0.2, width: int = 128):
+    """Configs a few hundred kilobytes large, with the structure of the real models.
+
+    `init` is the weights' standard deviation: far above the real models' 0.02, so that a tiny random network
+    is sensitive to its input the way a trained one is (at 0.02 its outputs are uniform whatever it sees).
+    """
     from transformers import (Blip2Config, Blip2QFormerConfig, Blip2VisionConfig, CLIPVisionConfig, Idefics3Config,
                               Idefics3VisionConfig, LlamaConfig, LlavaConfig, OPTConfig, T5Config)
 
     vocab, ids = len(tokenizer), _ids(tokenizer)
-    llama = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+    llama = dict(vocab_size=vocab, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, max_position_embeddings=512, pad_token_id=ids["pad"], bos_token_id=ids["bos"],
-                 eos_token_id=ids["eos"], tie_word_embeddings=False)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+                 eos_token_id=ids["eos"], tie_word_embeddings=False, initializer_range=init)
+    vision = dict(initializer_range=init, hidden_size=width // 2, intermediate_size=width, num_hidden_layers=2, num_attention_heads=2, image_size=32,
                   patch_size=8)
     if backend == "blip2":
         if variant == "opt":
-            text = OPTConfig(vocab_size=vocab, hidden_size=64, ffn_dim=128, num_hidden_layers=2, num_attention_heads=4,
-                             word_embed_proj_dim=64, max_position_embeddings=512, pad_token_id=ids["pad"],
+            text = OPTConfig(vocab_size=vocab, hidden_size=width, ffn_dim=2 * width, num_hidden_layers=2,
+                             num_attention_heads=4, word_embed_proj_dim=width, max_position_embeddings=512, pad_token_id=ids["pad"], init_std=init,
                              bos_token_id=ids["bos"], eos_token_id=ids["eos"])
         else:
-            text = T5Config(vocab_size=vocab, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2,
+            text = T5Config(vocab_size=vocab, d_model=width, d_kv=width // 4, d_ff=2 * width, num_layers=2, num_decoder_layers=2,
                             num_heads=4, feed_forward_proj="gated-gelu", pad_token_id=ids["pad"],
-                            eos_token_id=ids["eos"], decoder_start_token_id=ids["pad"], tie_word_embeddings=False)
+                            eos_token_id=ids["eos"], decoder_start_token_id=ids["pad"], tie_word_embeddings=False,
+                            initializer_factor=init / 0.1)
+        vision.update(hidden_size=width, patch_size=16)  # 4 patches + CLS: the concept token is one key in six
         return Blip2Config(
             vision_config=Blip2VisionConfig(**vision),
-            qformer_config=Blip2QFormerConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                              intermediate_size=64, encoder_hidden_size=32,
-                                              cross_attention_frequency=1),
-            text_config=text, num_query_tokens=4, image_token_id=ids["image"])
+            qformer_config=Blip2QFormerConfig(hidden_size=width // 2, num_hidden_layers=2, num_attention_heads=2,
+                                              intermediate_size=width, encoder_hidden_size=width,
+                                              cross_attention_frequency=1, initializer_range=init),
+            text_config=text, num_query_tokens=4, image_token_id=ids["image"], initializer_range=init)
     if backend == "llava":
         return LlavaConfig(vision_config=CLIPVisionConfig(**vision, projection_dim=32),
-                           text_config=LlamaConfig(**llama), image_token_id=ids["image"],
+                           text_config=LlamaConfig(**llama), image_token_id=ids["image"], initializer_range=init,
                            vision_feature_layer=-2, vision_feature_select_strategy="default")
     if backend == "smolvlm":
         return Idefics3Config(vision_config=Idefics3VisionConfig(**vision), text_config=LlamaConfig(**llama),
-                              scale_factor=2, image_token_id=ids["image"])
+                              scale_factor=2, image_token_id=ids["image"], initializer_range=init)
     raise ValueError(f"unknown backend {backend!r}")
 
 
@@ -155,11 +161,12 @@ def random_model(backend: str, config, seed: int = 0, dtype: torch.dtype = torch
     return cls(config).to(dtype).eval()
 
 
-def save_tiny_model(backend: str, folder: str | Path, seed: int = 0, variant: str = "t5") -> Path:
+def save_tiny_model(backend: str, folder: str | Path, seed: int = 0, variant: str = "t5", init: float = 0.2,
+                    width: int = 128) -> Path:
     """A tiny random model + processor saved as a model folder the loader accepts."""
     folder = Path(folder)
     tokenizer = build_tokenizer()
-    config = tiny_config(backend, tokenizer, variant)
+    config = tiny_config(backend, tokenizer, variant, init, width)
     random_model(backend, config, seed).save_pretrained(folder)
     build_processor(backend, config, tokenizer).save_pretrained(folder)
     return folder

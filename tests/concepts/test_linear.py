@@ -35,7 +35,7 @@ def test_recognises_unseen_photos_from_one_to_many_positives(n_pos):
 
 
 def test_balanced_sampler_keeps_one_positive_from_being_drowned():
-    pos, groups, neg, _, _ = _data(1, n_neg=600, seed=5)
+    pos, _groups, neg, _, _ = _data(1, n_neg=600, seed=5)
     head = train_linear_head(pos[:1], neg, TrainConfig(seed=0))
     assert head.present(pos[:1])[0], "a lone positive among 600 negatives must still be learnt"
 

@@ -75,7 +75,7 @@ def test_a_description_that_is_not_json_fails_naming_it(tmp_path, content):
 
 
 def test_a_half_written_pair_fails_clearly(tmp_path):
-    tensors, meta = _saved(tmp_path)
+    tensors, _meta = _saved(tmp_path)
     tensors.unlink()
     with pytest.raises(ConceptFileError, match="missing"):
         load_head(tmp_path)

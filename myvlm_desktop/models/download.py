@@ -1,0 +1,159 @@
+"""Downloads: hub models through huggingface_hub, the insightface zip by resumable HTTP with a checksum.
+
+Every failure becomes `ModelUnavailable` with what to do; timeouts are short so an offline machine is
+told at once instead of waiting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .errors import ModelUnavailable
+from .registry import ModelSpec
+
+Progress = Callable[[int, int], None]
+TIMEOUT = (10, 30)  # seconds to connect, seconds between bytes
+CHUNK = 1 << 20
+# What a transformers / open_clip model needs; skips the duplicate PyTorch .bin weights hub repos also carry.
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "open_clip_pytorch_model.bin"]
+
+
+class DownloadError(Exception):
+    pass
+
+
+# -- the Hugging Face hub ---------------------------------------------------------------------------------
+def from_hub(model: ModelSpec, progress: Progress | None = None) -> Path:
+    from huggingface_hub import constants, snapshot_download
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        raise ModelUnavailable(model.name, "downloads are switched off (HF_HUB_OFFLINE is set)",
+                               f"Unset HF_HUB_OFFLINE and run `myvlm models download {model.name}` again.")
+    try:
+        folder = snapshot_download(model.repo_id, allow_patterns=HUB_PATTERNS, etag_timeout=TIMEOUT[0],
+                                   tqdm_class=_byte_bar(progress))
+    except Exception as exc:  # noqa: BLE001 - hub, HTTP and disk errors all mean "not downloaded"
+        raise ModelUnavailable(model.name, f"download from the Hugging Face hub failed ({_reason(exc)})",
+                               "Check the internet connection and try again, or copy the model folder into the "
+                               "app's models folder.") from None
+    return Path(folder)
+
+
+def _byte_bar(progress: Progress | None):
+    """A silent tqdm class that hands snapshot_download's byte counts to `progress`."""
+    if progress is None:
+        return None
+    from tqdm.auto import tqdm
+
+    class ByteBar(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs.pop("name", None)
+            # count the bytes written, not those on the wire (both bars exist in recent huggingface_hub)
+            self._reports = kwargs.get("unit") == "B" and not str(kwargs.get("desc", "")).startswith("Downloading")
+            super().__init__(*args, **{**kwargs, "disable": True})
+            self._done = kwargs.get("initial") or 0
+
+        def update(self, n=1):
+            self._done += n or 0
+            if self._reports:
+                progress(int(self._done), int(self.total or 0))
+
+    return ByteBar
+
+
+# -- plain HTTP (the insightface zip) --------------------------------------------------------------------
+def from_urls(model: ModelSpec, models_dir: Path, progress: Progress | None = None) -> Path:
+    """Download the archive (resuming a partial one), check its SHA-256 and unpack it to models_dir/folder."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    part = models_dir / f"{model.folder}.zip.part"
+    problems = []
+    for url in model.urls:
+        try:
+            fetch(url, part, progress, expected_size=model.size_bytes)
+            break
+        except DownloadError as exc:
+            problems.append(f"{url}: {exc}")
+    else:
+        raise ModelUnavailable(model.name, "download failed (" + "; ".join(problems) + ")",
+                               f"Check the internet connection and run `myvlm models download {model.name}` again, "
+                               f"or unpack {model.folder}.zip into {models_dir / model.folder}.")
+    if model.sha256 and sha256_of(part) != model.sha256:
+        part.unlink()
+        raise ModelUnavailable(model.name, "the downloaded archive is corrupt (SHA-256 mismatch)",
+                               f"Run `myvlm models download {model.name}` again.")
+    target = install_zip(part, models_dir / model.folder, model.files)
+    part.unlink()
+    return target
+
+
+def fetch(url: str, part: Path, progress: Progress | None = None, expected_size: int = 0) -> Path:
+    """Download `url` into `part`, continuing from its current length with an HTTP Range request."""
+    import requests
+
+    done = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={done}-"} if done else {}
+    try:
+        with requests.get(url, headers=headers, stream=True, timeout=TIMEOUT) as reply:
+            if reply.status_code == 416 and done:  # nothing left to fetch
+                return part
+            reply.raise_for_status()
+            if reply.status_code != 206:  # the server ignored the range: start over
+                done = 0
+            total = done + int(reply.headers.get("Content-Length") or 0) or expected_size
+            with open(part, "ab" if done else "wb") as out:
+                for chunk in reply.iter_content(CHUNK):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
+    except requests.ConnectionError:
+        raise DownloadError(f"cannot connect to {urlparse(url).hostname}") from None
+    except requests.Timeout:
+        raise DownloadError(f"{urlparse(url).hostname} did not answer in time") from None
+    except requests.RequestException as exc:
+        raise DownloadError(_reason(exc)) from None
+    except OSError as exc:
+        raise DownloadError(f"cannot write {part}: {exc.strerror or exc}") from None
+    return part
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def install_zip(archive: Path, target: Path, required: tuple[str, ...]) -> Path:
+    """Unpack into a temporary folder beside `target`, then move the folder holding `required` into place."""
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-") as tmp:
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                for member in zf.namelist():  # refuse entries that would land outside the folder
+                    if member.startswith(("/", "\\")) or ".." in Path(member).parts:
+                        raise DownloadError(f"unsafe path in archive: {member}")
+                zf.extractall(tmp)
+        except (zipfile.BadZipFile, DownloadError) as exc:
+            raise ModelUnavailable(target.name, f"cannot unpack {archive.name}: {exc}",
+                                   "Delete it and download again.") from None
+        source = next((p.parent for p in sorted(Path(tmp).rglob(required[0]))), None)
+        if source is None or not all((source / name).is_file() for name in required):
+            raise ModelUnavailable(target.name, f"{archive.name} does not hold {', '.join(required)}",
+                                   "Download it again from the official release.")
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.move(str(source), str(target))
+    return target
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__

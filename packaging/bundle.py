@@ -1,0 +1,56 @@
+"""What the frozen app must carry besides Python code: one list, used by the spec and checked by a test.
+
+Model files come from the registry's package-shipped models (dlib, SSCD, SmolLM2), so a model added there is
+bundled without touching the spec. Large downloadable models (insightface, CLIP, VLMs) are never bundled:
+the model manager fetches them on first use.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Photos for `--self-test`, shipped by packages that are installed anyway (never photos of our own).
+SAMPLE_PHOTOS = (("insightface", "data/images/t1.jpg"), ("skimage", "data/astronaut.png"),
+                 ("skimage", "data/chelsea.png"))
+SAMPLE_DEST = "myvlm_desktop_sample"
+
+# Packages whose version transformers/huggingface_hub check at import through importlib.metadata.
+METADATA = ("torch", "transformers", "tokenizers", "safetensors", "huggingface_hub", "numpy", "tqdm", "regex",
+            "requests", "packaging", "filelock", "pyyaml", "pillow", "onnxruntime", "gguf", "myvlm-desktop")
+
+
+def module_dir(module: str) -> Path:
+    found = importlib.util.find_spec(module)
+    if found is None or not found.origin:
+        raise RuntimeError(f"{module} is not installed: run `make setup` first")
+    return Path(found.origin).parent
+
+
+def model_files() -> list[tuple[str, str]]:
+    """(source file, folder inside the bundle) for every model that ships inside a pip package."""
+    from myvlm_desktop.models.registry import MODELS
+
+    pairs = []
+    for model in MODELS:
+        if model.source != "package":
+            continue
+        folder = module_dir(model.module) / model.subdir
+        dest = str(Path(model.module) / model.subdir) if model.subdir else model.module
+        pairs += [(str(folder / name), dest) for name in model.files]
+    return sorted(set(pairs))
+
+
+def resource_files() -> list[tuple[str, str]]:
+    return [(str(path), str(Path("resources") / path.relative_to(ROOT / "resources").parent))
+            for path in sorted((ROOT / "resources").rglob("*")) if path.is_file()]
+
+
+def sample_files() -> list[tuple[str, str]]:
+    return [(str(module_dir(module) / rel), SAMPLE_DEST) for module, rel in SAMPLE_PHOTOS]
+
+
+def data_files() -> list[tuple[str, str]]:
+    return model_files() + resource_files() + sample_files()
