@@ -10,8 +10,6 @@ from .common import CommandError, emit, library, stderr_progress
 # The heads need torch and the vision engines; they are imported inside the commands so that `myvlm`
 # starts at once for every other command.
 
-DETECT_SIDE = 2048  # bigger photos are shrunk first: faces stay large enough, detection stays quick
-
 
 def register(sub) -> None:
     heads = sub.add_parser("heads", help="concept heads: is <Alice> in this photo?")
@@ -90,7 +88,7 @@ def detect(args) -> None:
     if not os.path.exists(args.path):
         raise CommandError(f"no such file: {args.path}")
     try:
-        rgb = load_array(args.path, max_side=DETECT_SIDE)
+        rgb = load_array(args.path)  # full size: face boxes come back in the photo's own pixels
     except ImageError as exc:
         raise CommandError(f"cannot use {args.path}: {exc}") from None
     lib = library(args)

@@ -2,18 +2,15 @@
 
 A head only makes sense with the model whose vectors it was trained on, so heads record the engine id
 (faces.engine / image_embeddings.embedder) and this module loads the engine that produces exactly it.
+The vision getters share loaded engines between callers, so asking again costs nothing.
 """
 
 from __future__ import annotations
 
-import functools
-import threading
-
 from ..models.errors import ModelUnavailable
 
-FACE_ENGINES = ("insightface", "dlib")
+FACE_ENGINES = ("insightface", "dlib-cnn", "dlib")
 EMBEDDERS = ("clip", "sscd")
-_lock = threading.Lock()
 
 
 def face_engine_for(engine_id: str):
@@ -31,12 +28,13 @@ def embedder_for(embedder_id: str):
 
 
 def _matching(engine_id: str, names: tuple[str, ...], getter, what: str):
-    # try the engine the id is named after first: loading the others costs seconds for nothing
-    ordered = sorted(names, key=lambda n: not engine_id.lower().startswith(n))
+    # the engine the id is named after first (longest name first: dlib-cnn before dlib): loading the
+    # others costs seconds for nothing
+    ordered = sorted(names, key=lambda n: (not engine_id.startswith(n + "-"), -len(n)))
     problems = []
     for name in ordered:
         try:
-            engine = _cached(getter, name)
+            engine = getter(name)
         except ModelUnavailable as exc:
             problems.append(str(exc))
             continue
@@ -44,13 +42,3 @@ def _matching(engine_id: str, names: tuple[str, ...], getter, what: str):
             return engine
     raise ModelUnavailable(f"{what} {engine_id}", "this version is not installed",
                            "Reinstall it, or index the library again and retrain the heads. " + " ".join(problems))
-
-
-@functools.cache
-def _cached_impl(getter, name: str):
-    return getter(name)
-
-
-def _cached(getter, name: str):
-    with _lock:
-        return _cached_impl(getter, name)

@@ -45,17 +45,21 @@ class PersonHead:
     def dim(self) -> int:
         return int(self.keys.shape[1])
 
-    def match(self, embeddings: np.ndarray) -> list[FaceMatch]:
-        """One verdict per face embedding (rows of `embeddings`)."""
+    def verdicts(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(distance, score, present) arrays for rows of `embeddings`: the vectorised form of `match`."""
         faces = _normalised(np.asarray(embeddings, np.float32).reshape(-1, self.dim))
         if len(faces) == 0:
-            return []
+            return np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, bool)
         positive = 1.0 - (faces @ self.keys.T).max(axis=1)
         negative = (1.0 - (faces @ self.negatives.T).max(axis=1) if len(self.negatives)
                     else np.full(len(faces), np.inf))
         score = np.clip(1.0 - positive / (2.0 * self.threshold), 0.0, 1.0)
-        present = (positive <= self.threshold) & (positive < negative)
-        return [FaceMatch(i, float(positive[i]), float(score[i]), bool(present[i])) for i in range(len(faces))]
+        return positive, score, (positive <= self.threshold) & (positive < negative)
+
+    def match(self, embeddings: np.ndarray) -> list[FaceMatch]:
+        """One verdict per face embedding (rows of `embeddings`)."""
+        distance, score, present = self.verdicts(embeddings)
+        return [FaceMatch(i, float(distance[i]), float(score[i]), bool(present[i])) for i in range(len(distance))]
 
     def best(self, embeddings: np.ndarray) -> FaceMatch | None:
         """In a photo with several faces: the one that is the concept (nearest among those present)."""

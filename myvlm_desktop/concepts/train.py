@@ -19,6 +19,7 @@ from ..imaging import ImageError, load_array
 from ..library.db import Database, from_blob, now
 from ..library.store import Library, open_path
 from ..models.errors import ModelUnavailable
+from ..people.ops import concept_members as people_members
 from .augment import augmented_views
 from .engines import embedder_for, face_engine_for
 from .linear import TrainConfig, TrainingError, train_linear_head
@@ -32,6 +33,8 @@ SPREAD_NEGATIVES = 50    # plus a spread over the rest, so ordinary photos are c
 MAX_NEGATIVE_KEYS = 256
 LOAD_SIDE = 768          # decode training photos at most this big: embedders look at a few hundred pixels
 PERSON_KIND = "person"
+SAME_FACE_IOU = 0.3      # two boxes overlapping this much are one face found twice, not two people
+FACE_COLUMNS = "id, photo_id, engine, embedding, x1, y1, x2, y2"
 
 Progress = Callable[[int, int, str], None]
 
@@ -58,13 +61,9 @@ def concept_row(db: Database, concept: int | str):
 def concept_members(db: Database, concept_id: int) -> dict[str, set[int]]:
     """The concept's examples: face_ids, photo_ids, rejected_face_ids, rejected_photo_ids.
 
-    The people module owns what naming means; until it is there, the same rules are read from the schema.
-    A user's own "in this photo" / "not in this photo" marks (occurrences by the user) count as well.
+    What naming means is the people module's (people.ops.concept_members); a user's own "in this photo" /
+    "not in this photo" marks (occurrences by the user) count as well.
     """
-    try:
-        from ..people.ops import concept_members as people_members
-    except ImportError:
-        people_members = _members_from_schema
     members = {k: set(v) for k, v in people_members(db, concept_id).items()}
     for row in db.query("SELECT photo_id, face_id, present FROM occurrences WHERE concept_id = ? "
                         "AND source = 'user'", (concept_id,)):
@@ -77,21 +76,6 @@ def concept_members(db: Database, concept_id: int) -> dict[str, set[int]]:
     members["face_ids"] -= members["rejected_face_ids"]
     members["photo_ids"] -= members["rejected_photo_ids"]
     return members
-
-
-def _members_from_schema(db: Database, concept_id: int) -> dict[str, set[int]]:
-    def ids(sql: str) -> set[int]:
-        return {r[0] for r in db.query(sql, (concept_id,))}
-
-    return {
-        "face_ids": ids("SELECT f.id FROM faces f JOIN clusters c ON c.id = f.cluster_id "
-                        "WHERE c.concept_id = ? AND f.hidden = 0"),
-        "photo_ids": ids("SELECT cp.photo_id FROM cluster_photos cp JOIN clusters c ON c.id = cp.cluster_id "
-                         "WHERE c.concept_id = ?"),
-        "rejected_face_ids": ids("SELECT face_id FROM rejections WHERE concept_id = ? AND face_id IS NOT NULL"),
-        "rejected_photo_ids": ids("SELECT photo_id FROM rejections WHERE concept_id = ? AND face_id IS NULL "
-                                  "AND photo_id IS NOT NULL"),
-    }
 
 
 # -- heads on disk ------------------------------------------------------------------------------------
@@ -116,6 +100,23 @@ def _saved_head(library: Library, concept_id: int) -> Head | None:
 def is_stale(concept, head: Head | None) -> bool:
     """A head is stale when missing or trained from another version of the concept's examples."""
     return head is None or head.meta.get("concept_version") != concept["version"]
+
+
+def _engine_moved(db: Database, concept, head: Head) -> bool:
+    """The examples now mostly have vectors of another engine (the library was indexed again with it)."""
+    engine = examples_engine(db, concept, concept_members(db, concept["id"]))
+    return engine is not None and engine != head.meta.get("engine")
+
+
+def examples_engine(db: Database, concept, members: dict[str, set[int]]) -> str | None:
+    """The face engine / image embedder most of the concept's examples have vectors from (after a model
+    change both may be stored: the head uses one engine's vectors only)."""
+    if concept["kind"] == PERSON_KIND:
+        engines = [r["engine"] for r in _face_rows(db, members["face_ids"]) + _faces_in_picked_photos(db, members)]
+    else:
+        engines = [r["embedder"] for r in _rows_by_id(
+            db, "SELECT embedder FROM image_embeddings WHERE photo_id IN ({})", _example_photos(db, members))]
+    return Counter(engines).most_common(1)[0][0] if engines else None
 
 
 # -- training -----------------------------------------------------------------------------------------
@@ -152,7 +153,7 @@ def ensure_heads(library: Library, concepts: Iterable[int | str] | None = None, 
             progress(done, len(rows), f"head of {row['name']}")
         try:
             head = None if force else _saved_head(library, row["id"])
-            if is_stale(row, head):
+            if is_stale(row, head) or _engine_moved(library.db, row, head):
                 head = train_concept_head(library, row["id"], seed, face_engine, embedder)
             heads[row["id"]] = head
         except (TrainingError, ModelUnavailable) as exc:
@@ -167,8 +168,7 @@ def _person_head(db: Database, concept, members: dict[str, set[int]], face_engin
     picked = _faces_in_picked_photos(db, members)
     if not named and not picked:
         raise TrainingError(f"{concept['name']} has no confirmed faces yet: name a face cluster")
-    # one engine's vectors only (after a model change both may be stored): the one most examples have
-    engine_id = Counter(r["engine"] for r in named + picked).most_common(1)[0][0]
+    engine_id = examples_engine(db, concept, members)
     threshold = _face_threshold(engine_id, face_engine)
     positives = [r for r in named if r["engine"] == engine_id]
     positives += _faces_of_the_person(positives, [r for r in picked if r["engine"] == engine_id], threshold)
@@ -176,7 +176,7 @@ def _person_head(db: Database, concept, members: dict[str, set[int]], face_engin
         raise TrainingError(f"no face of {concept['name']} is known yet: pick a photo where they are alone")
     keys = np.stack([from_blob(r["embedding"]) for r in positives])
     chosen = representative_keys(keys)
-    negatives = [r for r in _negative_faces(db, members) if r["engine"] == engine_id]
+    negatives = [r for r in _negative_faces(db, members, positives) if r["engine"] == engine_id]
     neg = np.stack([from_blob(r["embedding"]) for r in negatives]) if negatives else np.zeros((0, keys.shape[1]))
     neg_chosen = representative_keys(neg, MAX_NEGATIVE_KEYS) if len(neg) else np.arange(0)
     meta = {"engine": engine_id, "threshold": threshold,
@@ -188,7 +188,7 @@ def _person_head(db: Database, concept, members: dict[str, set[int]], face_engin
 
 def _faces_in_picked_photos(db: Database, members: dict[str, set[int]]) -> list:
     """Faces of photos the user picked for a person (not faces they named, hid or rejected)."""
-    rows = _rows_by_id(db, "SELECT id, photo_id, engine, embedding FROM faces WHERE hidden = 0 AND photo_id IN ({})",
+    rows = _rows_by_id(db, f"SELECT {FACE_COLUMNS} FROM faces WHERE hidden = 0 AND photo_id IN ({{}})",
                        members["photo_ids"])
     named_photos = {r["photo_id"] for r in _face_rows(db, members["face_ids"])}
     return [r for r in rows if r["photo_id"] not in named_photos and r["id"] not in members["rejected_face_ids"]]
@@ -216,20 +216,41 @@ def _faces_of_the_person(known: list, picked: list, threshold: float) -> list:
 
 
 def _face_rows(db: Database, face_ids: Iterable[int]) -> list:
-    return _rows_by_id(db, "SELECT id, photo_id, engine, embedding FROM faces WHERE id IN ({})", face_ids)
+    return _rows_by_id(db, f"SELECT {FACE_COLUMNS} FROM faces WHERE id IN ({{}})", face_ids)
 
 
-def _negative_faces(db: Database, members: dict[str, set[int]]) -> list:
-    """Faces the user said are not the concept, and every face of photos the user said it is not in."""
+def _negative_faces(db: Database, members: dict[str, set[int]], positives: list) -> list:
+    """Faces that are not the concept: those the user rejected, every face of photos the user said it is
+    not in, and the other faces of the concept's own photos (a person appears once in a photo)."""
     rows = _face_rows(db, members["rejected_face_ids"])
-    rows += _rows_by_id(db, "SELECT id, photo_id, engine, embedding FROM faces WHERE photo_id IN ({})",
-                        members["rejected_photo_ids"])
-    seen, unique = set(members["face_ids"]), []
+    rows += _rows_by_id(db, f"SELECT {FACE_COLUMNS} FROM faces WHERE photo_id IN ({{}})", members["rejected_photo_ids"])
+    rows += _companions(db, positives)
+    seen, unique = {r["id"] for r in positives} | set(members["face_ids"]), []
     for r in rows:
         if r["id"] not in seen:
             seen.add(r["id"])
             unique.append(r)
     return unique
+
+
+def _companions(db: Database, positives: list) -> list:
+    """The other people in the concept's photos; a second box on the concept's own face is not one."""
+    boxes: dict[int, list] = {}
+    for r in positives:
+        boxes.setdefault(r["photo_id"], []).append(_box(r))
+    rows = _rows_by_id(db, f"SELECT {FACE_COLUMNS} FROM faces WHERE photo_id IN ({{}})", boxes)
+    return [r for r in rows if max(_iou(_box(r), b) for b in boxes[r["photo_id"]]) < SAME_FACE_IOU]
+
+
+def _box(row) -> tuple[float, float, float, float]:
+    return row["x1"], row["y1"], row["x2"], row["y2"]
+
+
+def _iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
 
 
 def _face_threshold(engine_id: str, face_engine) -> float:
@@ -240,11 +261,12 @@ def _face_threshold(engine_id: str, face_engine) -> float:
 
 def _linear_head(library: Library, concept, members: dict[str, set[int]], embedder, seed: int):
     db = library.db
-    face_photos = {r["photo_id"] for r in _face_rows(db, members["face_ids"])}  # a face cluster named as a pet
-    photo_ids = sorted((members["photo_ids"] | face_photos) - members["rejected_photo_ids"])
+    photo_ids = _example_photos(db, members)
     if not photo_ids:
         raise TrainingError(f"{concept['name']} has no photos yet: name an image cluster or mark a photo")
-    embedder_id = _embedder_id(db, photo_ids, embedder)
+    embedder_id = examples_engine(db, concept, members) or getattr(embedder, "engine_id", None)
+    if embedder_id is None:
+        raise TrainingError("the concept's photos have no image embeddings yet: index the library first")
     if embedder is None or embedder.engine_id != embedder_id:
         embedder = _optional_embedder(embedder_id)
     pos, groups = _positive_views(library, photo_ids, embedder, embedder_id)
@@ -262,14 +284,10 @@ def _linear_head(library: Library, concept, members: dict[str, set[int]], embedd
     return head, meta
 
 
-def _embedder_id(db: Database, photo_ids: list[int], embedder) -> str:
-    """The embedder most of the concept's photos were indexed with (else the one given)."""
-    rows = _rows_by_id(db, "SELECT embedder FROM image_embeddings WHERE photo_id IN ({})", photo_ids)
-    if rows:
-        return Counter(r["embedder"] for r in rows).most_common(1)[0][0]
-    if embedder is not None:
-        return embedder.engine_id
-    raise TrainingError("the concept's photos have no image embeddings yet: index the library first")
+def _example_photos(db: Database, members: dict[str, set[int]]) -> list[int]:
+    """A pet's or object's photos: its image clusters' and marked photos (and a face cluster's, if named so)."""
+    face_photos = {r["photo_id"] for r in _face_rows(db, members["face_ids"])}
+    return sorted((members["photo_ids"] | face_photos) - members["rejected_photo_ids"])
 
 
 def _optional_embedder(embedder_id: str):

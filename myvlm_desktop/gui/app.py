@@ -70,7 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="myvlm-desktop", description="MyVLM Desktop")
     parser.add_argument("--data-dir", help="the app's data folder (default: the one chosen at first run)")
     parser.add_argument("folders", nargs="*", help="photo folders to add")
+    parser.add_argument("--self-test", action="store_true",
+                        help="index sample photos offscreen, find and cluster faces, open the window, exit 0 if all works")
     args = parser.parse_args(argv)
+    if args.self_test:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        from . import selftest
+
+        return selftest.run(make_app([sys.argv[0]]))
     app = make_app([sys.argv[0]])
     data_dir = choose_data_dir(args.data_dir)
     folders = list(args.folders)

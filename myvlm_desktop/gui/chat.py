@@ -152,11 +152,11 @@ class ChatPanel(QWidget):
         self._stream = stream
         photo_id = self.photo_id if self.scope == PHOTO else None
         if photo_id is None:
-            run_task(self.session.ask_library, question, on_token=stream,
+            run_task(self.session.ask_library, question, on_token=stream, owner=self,
                      on_done=lambda r, m=message: self._done(m, r, None),
                      on_error=lambda e, m=message: self._failed(m, e))
         else:
-            run_task(self.session.ask_photo, photo_id, question, on_token=stream,
+            run_task(self.session.ask_photo, photo_id, question, on_token=stream, owner=self,
                      on_done=lambda r, m=message, p=photo_id: self._done(m, r, p),
                      on_error=lambda e, m=message: self._failed(m, e))
 

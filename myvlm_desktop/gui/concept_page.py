@@ -64,7 +64,7 @@ class ConceptPage(QWidget):
         self.kind = muted()
         self.head = muted()
         self.embedding = muted()
-        self.train_button = QPushButton(theme.icon("train"), "Train")
+        self.train_button = QPushButton("Train")
         self.train_button.setObjectName("primary")
         self.train_button.clicked.connect(lambda: self.train(force=False))
         self.retrain_button = QPushButton(theme.icon("refresh"), "Retrain")
@@ -145,12 +145,14 @@ class ConceptPage(QWidget):
         changed = self.concept is None or self.concept["id"] != concept["id"]
         self.concept = concept
         self.title.setText(concept["name"])
+        count = concept["photos"]
         self.kind.setText(f"{KIND_NOUNS.get(concept['kind'], concept['kind'])} · {concept['identifier']} · "
-                          f"{concept['photos']} photos")
+                          f"{count} photo{'s' if count != 1 else ''}")
         self.head.setText(f"<b>Recognition head:</b> {concept['head']}")
         if changed:
             self.model.set_source(None)
-        run_task(self._load, concept["id"], on_done=lambda loaded, cid=concept["id"]: self._loaded(cid, loaded))
+        run_task(self._load, concept["id"], owner=self,
+                 on_done=lambda loaded, cid=concept["id"]: self._loaded(cid, loaded))
         self._show_training(None)
 
     def _load(self, concept_id: int) -> tuple[list[int], list[dict], list[dict]]:
@@ -171,6 +173,8 @@ class ConceptPage(QWidget):
             self.embedding.setText("<b>Concept embedding:</b> not trained yet. Training teaches the "
                                    "vision-language model to say its name.")
         self.train_button.setText("Train" if not embeddings else "Train again")
+        self.trained = bool(embeddings)
+        self.retrain_button.setEnabled(self.trained and not self.cancel_button.isVisible())
         if captions:
             self.captions.setText("".join(f"<p>“{html.escape(c['text'])}”</p>" for c in captions))
         else:
@@ -197,7 +201,12 @@ class ConceptPage(QWidget):
                 job.cancel()
 
     def _job_updated(self, view: JobView) -> None:
-        if view.id in self.train_jobs and self.concept and self.train_jobs[view.id] == self.concept["id"]:
+        concept_id = self.train_jobs.get(view.id)
+        if concept_id is None:
+            return
+        if view.state == "done" and "caption" in self.session.jobs.kinds:
+            self.session.submit("caption", {"concepts": [concept_id]})  # its photos get personalized captions
+        if self.concept and concept_id == self.concept["id"]:
             self._show_training(view)
             if view.state == "done":
                 self.refresh()
@@ -207,7 +216,7 @@ class ConceptPage(QWidget):
         self.bar.setVisible(running)
         self.cancel_button.setVisible(running)
         self.train_button.setEnabled(not running)
-        self.retrain_button.setEnabled(not running)
+        self.retrain_button.setEnabled(not running and getattr(self, "trained", False))
         if view is None:
             self.eta.setText("")
             return

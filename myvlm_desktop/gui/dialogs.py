@@ -342,7 +342,7 @@ class ModelManagerDialog(QDialog):
         self.bar.setValue(0)
         self.bar.show()
         self.message.setText(f"Downloading {name}…")
-        run_task(self.registry.download_model, name, self.progress.callback(name), *self._where(),
+        run_task(self.registry.download_model, name, self.progress.callback(name), *self._where(), owner=self,
                  on_done=lambda _: self._downloaded(name), on_error=self._failed)
 
     def _progressed(self, name: str, done: float, total: float) -> None:

@@ -81,13 +81,23 @@ class MainWindow(QMainWindow):
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
         self.sidebar.setIconSize(QSize(20, 20))
-        self.sidebar.setFixedWidth(208)
         for key, label, icon_name in PAGES:
             item = QListWidgetItem(theme.icon(icon_name), label)
             item.setData(Qt.ItemDataRole.UserRole, key)
             self.sidebar.addItem(item)
         self.sidebar.currentItemChanged.connect(
             lambda item, _: item is not None and self.show_page(item.data(Qt.ItemDataRole.UserRole)))
+        self.library_stats = QLabel()
+        self.library_stats.setObjectName("sidebarStats")
+        self.library_stats.setWordWrap(True)
+        side = QWidget()
+        side.setObjectName("side")
+        side.setFixedWidth(208)
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(0, 0, 0, 0)
+        side_layout.setSpacing(0)
+        side_layout.addWidget(self.sidebar, 1)
+        side_layout.addWidget(self.library_stats)
         self.pages = QStackedWidget()
         self.pages.setObjectName("pages")
         self.library_page = self._library_page()
@@ -110,7 +120,7 @@ class MainWindow(QMainWindow):
         layout = QHBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        layout.addWidget(self.sidebar)
+        layout.addWidget(side)
         layout.addWidget(self.pages, 1)
         self.setCentralWidget(central)
         self._toolbar()
@@ -310,7 +320,7 @@ class MainWindow(QMainWindow):
             for path in paths:
                 self.session.library.add_folder(path)
 
-        run_task(add, on_done=lambda _: self._folders_added(paths), on_error=lambda e: self.flash(str(e)))
+        run_task(add, on_done=lambda _: self._folders_added(paths), on_error=lambda e: self.flash(str(e)), owner=self)
 
     def _folders_added(self, paths: list[str]) -> None:
         self.flash(f"Added {', '.join(os.path.basename(p.rstrip(os.sep)) or p for p in paths)}; indexing…")
@@ -331,7 +341,7 @@ class MainWindow(QMainWindow):
             self.search_error.hide()
             self.show_page("library")
             return
-        run_task(search, self.session.db, query, limit=SEARCH_LIMIT,
+        run_task(search, self.session.db, query, limit=SEARCH_LIMIT, owner=self,
                  on_done=lambda hits, q=query: self._searched(q, hits), on_error=lambda e, q=query: self._search_failed(q, e))
 
     def _searched(self, query: str, hits: list[dict]) -> None:
@@ -361,7 +371,7 @@ class MainWindow(QMainWindow):
         self.show_page("search")
 
     def people_op(self, name: str) -> None:
-        run_task(self.session.people_op, name, on_done=lambda result, n=name: self._undone(n, result),
+        run_task(self.session.people_op, name, owner=self, on_done=lambda result, n=name: self._undone(n, result),
                  on_error=lambda e: self.flash(str(e)))
 
     def _undone(self, name: str, result) -> None:
@@ -400,7 +410,7 @@ class MainWindow(QMainWindow):
                 self._folders_added(change.add_folders)
             self.refresh_all()
 
-        run_task(apply, on_done=applied, on_error=lambda e: self.flash(f"Settings not saved: {e}"))
+        run_task(apply, on_done=applied, on_error=lambda e: self.flash(f"Settings not saved: {e}"), owner=self)
 
     def open_models(self) -> ModelManagerDialog:
         """The model manager, window-modal (the window keeps painting job progress behind it)."""
@@ -450,7 +460,20 @@ class MainWindow(QMainWindow):
         elif page == "search" and self.last_query:
             self.run_search(self.last_query)
 
+    def _update_stats(self) -> None:
+        run_task(self.session.library.status, on_done=self._show_stats)
+
+    def _show_stats(self, status: dict) -> None:
+        folders = len(self.session.library.folders())
+        lines = [f"{status['photos']:,} photos in {folders} folder{'s' if folders != 1 else ''}"]
+        if status["faces"]:
+            lines.append(f"{status['faces']:,} faces · {status['concepts']} named")
+        if status["errors"]:
+            lines.append(f"{status['errors']} files could not be read")
+        self.library_stats.setText("\n".join(lines) if status["photos"] or folders else "")
+
     def _update_library_header(self) -> None:
+        self._update_stats()
         total = self.library_model.total()
         self.library_count.setText(f"{total:,} photo{'s' if total != 1 else ''}" if total else "")
         has_folders = bool(self.session.library.folders())
@@ -467,6 +490,8 @@ class MainWindow(QMainWindow):
         if getattr(self, "_shut", False):
             return
         self._shut = True
+        self.jobs_bridge.close()
+        self.db_bridge.close()
         self._refresh_timer.stop()
         self.thumbs.shutdown()
         self.faces.shutdown()

@@ -117,6 +117,7 @@ class SuggestionStrip(QFrame):
         layout.addWidget(text)
         layout.addWidget(yes)
         layout.addWidget(no)
+        card.text, card.yes, card.no = text, yes, no
         return card
 
     def _arrived(self, key) -> None:
@@ -232,7 +233,8 @@ class PeoplePage(QWidget):
         self.run(self.session.people_op, name, *args, done_message=done_message, **kwargs)
 
     def run(self, fn, *args, done_message: str = "", **kwargs) -> None:
-        run_task(fn, *args, **kwargs, on_done=lambda _: self._after(done_message), on_error=self._op_failed)
+        run_task(fn, *args, **kwargs, on_done=lambda _: self._after(done_message), on_error=self._op_failed,
+                 owner=self)
 
     def _after(self, message: str) -> None:
         if message:
@@ -338,7 +340,7 @@ class PeoplePage(QWidget):
         self.open_cluster = cluster
         self.stack.setCurrentIndex(1)
         self._show_members(cluster, [])
-        run_task(self.session.cluster_members, cluster["id"],
+        run_task(self.session.cluster_members, cluster["id"], owner=self,
                  on_done=lambda members, c=cluster: self._members_loaded(c, members))
 
     def _members_loaded(self, cluster: dict, members: list[dict]) -> None:
@@ -371,8 +373,8 @@ class PeoplePage(QWidget):
 
     def split_selected(self) -> None:
         faces = self.selected_faces()
-        if faces:
-            self.op("split", faces, done_message=f"{len(faces)} faces moved to a new group")
+        if faces and self.open_cluster is not None:
+            self.op("split", self.open_cluster["id"], faces, done_message=f"{len(faces)} faces moved to a new group")
 
     def move_selected(self) -> None:
         faces = self.selected_faces()

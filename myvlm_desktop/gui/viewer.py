@@ -148,7 +148,7 @@ class PhotoViewer(QWidget):
         self.meta.setText("  ·  ".join(bits))
         self.canvas.set_photo(None, (detail["width"] or 0, detail["height"] or 0), detail["faces"])
         self._show_caption(detail)
-        run_task(read_photo, detail["open_path"], MAX_SIDE,
+        run_task(read_photo, detail["open_path"], MAX_SIDE, owner=self,
                  on_done=lambda image, pid=photo_id: self._loaded(pid, image))
 
     def refresh(self) -> None:

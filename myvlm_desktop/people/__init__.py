@@ -1,1 +1,13 @@
-"""Face and image clusters, the FAISS index, naming operations and the undo log."""
+"""Face and image clusters, the FAISS index, naming operations and the undo log.
+
+- `index`: FAISS search over embeddings, cached beside the database and rebuilt when stale; `self_knn`
+  for the k-NN lists of a whole set (list search with BLAS above 20k vectors).
+- `cluster`: the clustering algorithm (Immich-style core faces on a k-NN graph) and the per-engine
+  thresholds with their calibration.
+- `update`: clustering the library, incremental or full, keeping every user decision; `carry_over`
+  moves decisions to re-detected faces (another engine, a rescan).
+- `ops`: what the user does (name, rename, merge, split, move, reject, hide, cover, delete, concept from
+  photos), each an undoable operation; `undo`, `redo`, `list_clusters`, `concept_members`, `suggestions`.
+- `undo`: the operation log (row images captured by temporary triggers).
+- `suggest`: "Is this Alice?" and merge suggestions.
+"""

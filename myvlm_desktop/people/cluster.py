@@ -25,7 +25,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-from .index import VectorIndex
+from .index import BULK_EXACT_LIMIT, VectorIndex, self_knn
 
 
 @dataclass(frozen=True)
@@ -36,18 +36,29 @@ class ClusterParams:
     suggest_distance: float = 0.0  # "Is this Alice?": centroid distance under which a suggestion is likely
 
 
-# Calibration (benchmarks/eval_clustering.py, faces_jurassic clean subset: 113 photos of 6 people, 88
-# with a face dlib's HOG detector finds; sweep of max_distance x min_faces, pairwise F1 and BCubed F1).
-# dlib 128-D, L2-normalised: same-person pair distances have median 0.055 (95th pct 0.131), different
-# people 1st pct 0.085 / 5th pct 0.099. See CALIBRATION below for the numbers the sweep gave.
+# Calibration: benchmarks/eval_clustering.py on ../shared/data/faces_jurassic, clean subset (113 photos of
+# 6 people without the manifest's flags; dlib's HOG detector finds a face in 88 of them, the largest is
+# taken). dlib 128-D, L2-normalised: same-person pairs lie at cosine distance 0.055 (median, 95th pct
+# 0.131), different people at 0.085 (1st pct) / 0.099 (5th pct). Sweep of max_distance x min_faces:
+#   max_distance  0.039  0.052  0.0585  0.065  0.070  0.0715  0.078  0.0845  0.0975
+#   pairwise F1   0.731  0.846  0.882   0.914  0.914  0.702   0.702  0.719   0.596   (min_faces 2)
+#   precision     1.000  1.000  1.000   1.000  1.000  0.602   0.602  0.573   0.430
+# min_faces 2, 3 and 4 give the same scores at 0.065 (BCubed F1 0.927, 7 clusters, 3 faces alone); at
+# 0.0715 two people chain into one. We take the low end of the best plateau, 0.065, and min_faces 2: a
+# person seen in two photos is worth naming (and a face with its mirror image must pair up).
+# With the flagged photos kept (117 faces: statues, cosplayers, collages) the same setting scores
+# pairwise F1 0.754 at precision 0.983.
 DLIB = ClusterParams(min_faces=2, max_distance=0.065, neighbours=16, suggest_distance=0.05)
 # ArcFace (InsightFace buffalo_l, 512-D): its weights cannot be fetched here, so no sweep could be run.
-# MyVLM's person head accepts a face at cosine distance <= 0.675 (a recognition bound: one face against a
-# concept's few keys). Clustering chains faces through neighbours, so it needs a tighter bound; Immich
-# ships max_distance 0.5 with min_faces 3 for the same model and it holds up on large personal libraries.
+# MyVLM's person head accepts a face at cosine distance <= 0.675: a recognition bound, one face against
+# a concept's few keys. Clustering chains faces through neighbours, so it needs a tighter bound: 0.5, the
+# value Immich ships for the same model (its min_faces is 3; ours is 2 as for dlib).
 ARCFACE = ClusterParams(min_faces=2, max_distance=0.5, neighbours=16, suggest_distance=0.55)
-# SSCD image descriptors (512-D) for pet / object candidates: calibrated on pets_dreambooth.
-SSCD = ClusterParams(min_faces=2, max_distance=0.5, neighbours=16, suggest_distance=0.6)
+# SSCD image descriptors (512-D, copy detection) for pet / object candidates, on pets_dreambooth (47
+# photos of 9 animals): precision stays 1.0 up to 0.65 and falls to 0.38 at 0.75; at 0.6 it finds
+# 7 groups (pairwise F1 0.347, recall 0.21): SSCD groups near-duplicate shots of an animal, not all
+# of its photos, which is what a candidate needs to be (the user names it and adds photos).
+SSCD = ClusterParams(min_faces=2, max_distance=0.6, neighbours=16, suggest_distance=0.65)
 
 
 def params_for(engine: str, dim: int | None = None) -> ClusterParams:
@@ -67,19 +78,23 @@ def params_for(engine: str, dim: int | None = None) -> ClusterParams:
 NEW = -1  # labels below zero name new clusters: -1 - number
 
 
-def cluster_items(index: VectorIndex, free_ids: np.ndarray, free_vectors: np.ndarray, params: ClusterParams,
-                  fixed_ids: np.ndarray | None = None, fixed_labels: np.ndarray | None = None,
-                  blocked: dict[int, set[int]] | None = None) -> np.ndarray:
+def cluster_items(index: VectorIndex | None, free_ids: np.ndarray, free_vectors: np.ndarray | None,
+                  params: ClusterParams, fixed_ids: np.ndarray | None = None, fixed_labels: np.ndarray | None = None,
+                  blocked: dict[int, set[int]] | None = None,
+                  neighbours: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Labels for the free items: a fixed cluster id (> 0), a new cluster (< 0), or 0 (waits).
 
     `index` holds the vectors of every item that counts as a neighbour (free and fixed; anything else it
-    returns, such as hidden faces, is ignored). `fixed_labels` are positive cluster ids. `blocked` maps a
-    free item id to the cluster ids it must never join.
+    returns, such as hidden faces, is ignored); or `neighbours` gives the free items' k-NN lists already,
+    as (cosine distances, item ids). `fixed_labels` are positive cluster ids. `blocked` maps a free item
+    id to the cluster ids it must never join.
     """
     free_ids = np.asarray(free_ids, np.int64)
     if not len(free_ids):
         return np.zeros(0, np.int64)
-    graph = _Neighbours(index, free_ids, free_vectors, params, fixed_ids, fixed_labels, blocked or {})
+    if neighbours is None:
+        neighbours = index.search(free_vectors, max(params.neighbours, params.min_faces))
+    graph = _Neighbours(neighbours, free_ids, params, fixed_ids, fixed_labels, blocked or {})
     core_labels = graph.place_core()
     return graph.place_border(core_labels)
 
@@ -87,11 +102,10 @@ def cluster_items(index: VectorIndex, free_ids: np.ndarray, free_vectors: np.nda
 class _Neighbours:
     """The k-NN lists of the free items, resolved to free positions and fixed cluster labels."""
 
-    def __init__(self, index, free_ids, free_vectors, params, fixed_ids, fixed_labels, blocked):
+    def __init__(self, neighbours, free_ids, params, fixed_ids, fixed_labels, blocked):
         self.params, self.blocked = params, blocked
         self.free_ids = free_ids
-        k = max(params.neighbours, params.min_faces)
-        self.dist, found = index.search(free_vectors, k)
+        self.dist, found = neighbours
         self.pos = lookup(free_ids, np.arange(len(free_ids)), found, -1)
         if fixed_ids is not None and len(fixed_ids):
             self.label = lookup(np.asarray(fixed_ids, np.int64), np.asarray(fixed_labels, np.int64), found, 0)
@@ -199,9 +213,14 @@ def _renumber_new(labels: np.ndarray) -> np.ndarray:
     return labels
 
 
-def cluster_all(vectors: np.ndarray, params: ClusterParams, index: VectorIndex | None = None) -> np.ndarray:
-    """Cluster a plain set of vectors (no fixed items): labels 0..k-1, -1 for noise (sklearn's convention)."""
+def cluster_all(vectors: np.ndarray, params: ClusterParams, index: VectorIndex | None = None,
+                exact_limit: int = BULK_EXACT_LIMIT) -> np.ndarray:
+    """Cluster a plain set of vectors (no fixed items): labels 0..k-1, -1 for noise (sklearn's convention).
+
+    The k-NN lists come from `index` when given, else from `self_knn` (exact up to `exact_limit`).
+    """
     ids = np.arange(len(vectors), dtype=np.int64)
-    index = index or VectorIndex.build(ids, vectors)
-    labels = cluster_items(index, ids, vectors, params)
+    k = max(params.neighbours, params.min_faces)
+    neighbours = index.search(vectors, k) if index is not None else self_knn(vectors, ids, k, exact_limit)
+    labels = cluster_items(None, ids, None, params, neighbours=neighbours)
     return np.where(labels < 0, -labels - 1, -1)

@@ -593,7 +593,25 @@ def suggestions(target, limit: int = 50) -> dict:
 
 
 __all__ = [
-    "PeopleError", "NameTaken", "KINDS", "name_cluster", "rename_concept", "merge", "split", "move_face",
-    "reject_face", "reject_photo", "hide_cluster", "set_cover", "delete_concept", "create_concept_from_photos",
-    "undo", "redo", "history", "concept_members", "list_clusters", "cluster_members", "suggestions",
+    "KINDS",
+    "NameTaken",
+    "PeopleError",
+    "cluster_members",
+    "concept_members",
+    "create_concept_from_photos",
+    "delete_concept",
+    "hide_cluster",
+    "history",
+    "list_clusters",
+    "merge",
+    "move_face",
+    "name_cluster",
+    "redo",
+    "reject_face",
+    "reject_photo",
+    "rename_concept",
+    "set_cover",
+    "split",
+    "suggestions",
+    "undo",
 ]

@@ -24,9 +24,20 @@ import numpy as np
 
 from ..library.db import Database, now
 from .cluster import ClusterParams, cluster_items, lookup, params_for
-from .index import EXACT_LIMIT, Source, VectorIndex, cached_index, face_source, image_source, read_vectors
+from .index import (
+    BULK_EXACT_LIMIT,
+    EXACT_LIMIT,
+    Source,
+    VectorIndex,
+    cached_index,
+    face_source,
+    image_source,
+    read_vectors,
+    self_knn,
+)
 
 Progress = Callable[[int, int, str], None]
+BULK_MIN = 5000  # a run placing more items than this (and a fifth of all) reads every vector at once
 
 
 @dataclass
@@ -173,20 +184,30 @@ def _run(db: Database, kind, full: bool, params: ClusterParams | None, progress:
     say(0, 4, f"reading {kind.kind}s")
     conn = db.read()
     items = kind.load(conn)
-    index = cached_index(db, kind.source, exact_limit)
-    params = params or params_for(kind.engine, index.dim)
     mark_key = f"people.watermark.{kind.source.name}"
     mark = _setting(conn, mark_key)
     fixed = (items.protected if full else True) & (items.cluster > 0)
     free = ~fixed
-    say(1, 4, f"finding neighbours of {int(free.sum())} {kind.kind}s")
-    if not full and mark.get("waiting") == int(((items.cluster == 0) & (items.ids <= mark.get("max_id", 0))).sum()):
+    bulk = free.sum() > BULK_MIN and free.sum() > 0.2 * len(items.ids)
+    index = None if bulk else cached_index(db, kind.source, exact_limit)
+    if index is not None and not full and \
+            mark.get("waiting") == int(((items.cluster == 0) & (items.ids <= mark.get("max_id", 0))).sum()):
+        params = params or params_for(kind.engine, index.dim)
         free &= _near_new(index, kind, conn, items, params, mark.get("max_id", 0))
     free_ids = items.ids[free]
-    vectors = kind.vectors(conn, free_ids) if len(free_ids) else np.zeros((0, max(index.dim, 1)), np.float32)
+    say(1, 4, f"finding neighbours of {len(free_ids)} {kind.kind}s")
+    if bulk:
+        vectors = kind.vectors(conn, items.ids)
+        params = params or params_for(kind.engine, vectors.shape[1])
+        dist, found = self_knn(vectors, np.flatnonzero(free), max(params.neighbours, params.min_faces))
+        neighbours = (dist, np.where(found >= 0, items.ids[np.maximum(found, 0)], -1))
+    else:
+        params = params or params_for(kind.engine, index.dim)
+        vectors = kind.vectors(conn, free_ids) if len(free_ids) else np.zeros((0, max(index.dim, 1)), np.float32)
+        neighbours = index.search(vectors, max(params.neighbours, params.min_faces))
     say(2, 4, "clustering")
-    labels = cluster_items(index, free_ids, vectors, params, items.ids[fixed], items.cluster[fixed],
-                           {i: b for i, b in items.blocked.items()})
+    labels = cluster_items(None, free_ids, None, params, items.ids[fixed], items.cluster[fixed],
+                           items.blocked, neighbours=neighbours)
     say(3, 4, "saving")
     old = items.cluster[free]
     result = db.write(_save, kind, free_ids, old, labels, full, items)
@@ -196,7 +217,8 @@ def _run(db: Database, kind, full: bool, params: ClusterParams | None, progress:
     say(4, 4, "done")
     db.notify("people", {"clustered": kind.kind})
     return {"kind": kind.kind, "engine": kind.engine, "params": params.__dict__, "waiting": waiting,
-            "index": "exact" if index.exact else "ivf", **result}
+            "search": "lists" if bulk and len(items.ids) > BULK_EXACT_LIMIT else "exact" if bulk or index.exact
+            else "ivf", **result}
 
 
 def _near_new(index: VectorIndex, kind, conn, items: Items, params: ClusterParams, max_id: int) -> np.ndarray:
@@ -255,9 +277,11 @@ def _new_cluster_ids(conn, kind: str, old, labels, full, items: Items, existing:
 
 def _drop_rejected(conn, kind, moves: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
     """Re-check rejections at write time: one added while the run computed still wins."""
-    column = "face_id" if kind.kind == "face" else "photo_id"
-    rows = conn.execute(f"SELECT r.{column}, c.id FROM rejections r JOIN clusters c ON c.concept_id = r.concept_id "
-                        f"WHERE r.{column} IS NOT NULL").fetchall()
+    which = "r.face_id, c.id FROM rejections r JOIN clusters c ON c.concept_id = r.concept_id AND c.kind = 'face' " \
+        "WHERE r.face_id IS NOT NULL" if kind.kind == "face" else \
+        "r.photo_id, c.id FROM rejections r JOIN clusters c ON c.concept_id = r.concept_id AND c.kind = 'image' " \
+        "WHERE r.face_id IS NULL AND r.photo_id IS NOT NULL"
+    rows = conn.execute(f"SELECT {which}").fetchall()
     banned = {(r[0], r[1]) for r in rows}
     return [(item, was, 0 if (item, new) in banned else new) for item, was, new in moves
             if not (was == 0 and (item, new) in banned)]
@@ -266,9 +290,9 @@ def _drop_rejected(conn, kind, moves: list[tuple[int, int, int]]) -> list[tuple[
 def _drop_empty(conn, kind) -> set[int]:
     """Unnamed, visible clusters left with no member are removed."""
     rows = conn.execute(
-        f"SELECT id FROM clusters WHERE kind = ? AND concept_id IS NULL AND hidden = 0 "
-        f"AND NOT EXISTS (SELECT 1 FROM faces WHERE cluster_id = clusters.id) "
-        f"AND NOT EXISTS (SELECT 1 FROM cluster_photos WHERE cluster_id = clusters.id)", (kind.kind,)).fetchall()
+        "SELECT id FROM clusters WHERE kind = ? AND concept_id IS NULL AND hidden = 0 "
+        "AND NOT EXISTS (SELECT 1 FROM faces WHERE cluster_id = clusters.id) "
+        "AND NOT EXISTS (SELECT 1 FROM cluster_photos WHERE cluster_id = clusters.id)", (kind.kind,)).fetchall()
     gone = {r[0] for r in rows}
     conn.executemany("DELETE FROM clusters WHERE id = ?", [(c,) for c in gone])
     return gone

@@ -17,12 +17,11 @@ import importlib.util
 import inspect
 import json
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .. import config, imaging
+from .. import config
 from ..library.db import Database, connect, now
 from ..library.store import Library, open_path
 from ..models.errors import ModelUnavailable
@@ -158,8 +157,6 @@ class AppSession:
         self.settings = load_settings(self.db)
         self.jobs = JobQueue(self.db, kinds=self._kinds())
         self.watcher = None
-        self._vlm: tuple | None = None
-        self._vlm_lock = threading.Lock()
         self._closed = False
         self._want_watch = self.settings["watch"] if watch is None else watch
 
@@ -241,6 +238,8 @@ class AppSession:
             sub.progress(1, 1, "not available")
             return StageResult(stage, skipped="not installed")
         try:
+            if stage == "caption":
+                self.vlm_weights()  # seconds cheaper than loading transformers to learn the weights are absent
             return StageResult(stage, self.jobs.kinds[stage](sub))
         except (ModelUnavailable, StageUnavailable) as exc:  # the chain goes on with what the app has
             log.warning("%s skipped: %s", stage, exc)
@@ -373,48 +372,23 @@ class AppSession:
         return {"backend": self.settings["vlm_backend"], "model": self.settings["vlm_model"] or None,
                 "device": self.settings["device"]}
 
+    def vlm_weights(self):
+        """The folder of the configured VLM's weights; ModelUnavailable (with what to do) when absent."""
+        loader = importlib.import_module("myvlm_desktop.vlm.loader")
+        options = self.vlm_options()
+        return loader.find_weights(options["model"] or loader.DEFAULT_MODELS[options["backend"]])
+
     def ask_photo(self, photo_id: int, question: str, on_token: Callable[[str], None] | None = None) -> dict:
         """Answer a question about one photo with the VLM, the photo's concepts included; the answer is stored.
 
         Raises ModelUnavailable when no VLM is installed: the caller shows the message as it is.
         """
-        ask = optional_module("pipeline.ask")
-        if ask is not None and hasattr(ask, "ask_photo"):
-            return ask.ask_photo(self.library, photo_id, question, on_token=on_token, **self.vlm_options())
-        backend = self.vlm_backend()
-        photo = self.library.photo(photo_id)
-        if photo is None:
-            raise ValueError(f"no photo {photo_id}")
-        image = imaging.load_rgb(open_path(photo), max_side=1024)
-        result = backend.answer(image, question, self._concept_vectors(photo_id, backend.name), on_token=on_token)
-        self.db.write(_store_answer, photo_id, question, result)
-        self.db.notify("answers", photo_id)
-        return {"answer": result.text, "concepts": result.concepts, "backend": result.backend}
-
-    def vlm_backend(self):
-        """The VLM of the settings, loaded once (and again when the settings change); ModelUnavailable if absent."""
-        options = self.vlm_options()
-        key = tuple(sorted(options.items(), key=lambda kv: kv[0]))
-        with self._vlm_lock:
-            if self._vlm is None or self._vlm[0] != key:
-                generate = importlib.import_module("myvlm_desktop.vlm.generate")
-                self._vlm = (key, generate.load_backend(options["backend"], options["model"], options["device"]))
-            return self._vlm[1]
-
-    def _concept_vectors(self, photo_id: int, backend: str) -> list:
-        """The trained concept embeddings (for this backend) of the concepts in the photo."""
-        concept = importlib.import_module("myvlm_desktop.vlm.concept")
-        vectors = []
-        for row in self.db.query("SELECT concept_id FROM concept_photos WHERE photo_id = ? ORDER BY concept_id",
-                                 (photo_id,)):
-            for trained in self.concept_embeddings(row["concept_id"]):
-                if trained.get("backend") == backend:
-                    try:
-                        vectors.append(concept.load_concept_vector(trained["file"]))
-                    except concept.ConceptFileError as exc:  # a damaged file: answer without that concept
-                        log.warning("%s", exc)
-                    break
-        return vectors
+        captions = optional_module("pipeline.captions")
+        if captions is None:
+            raise ModelUnavailable("vision-language model", "answers about photos are not part of this build",
+                                   "Install the full app.")
+        backend = captions.shared_backend(**self.vlm_options())
+        return captions.answer_photo(self.library, photo_id, question, backend, on_token=on_token)
 
     def ask_library(self, question: str, on_token: Callable[[str], None] | None = None) -> dict:
         """Answer a question about the whole library from the database (phrased by a small LM); stored."""
@@ -535,14 +509,6 @@ class AppSession:
         marks = ",".join("?" * len(ACTIVE_STATES))
         return [dict(r) for r in self.db.query(f"SELECT id, kind, state, progress, message FROM jobs "
                                                 f"WHERE state IN ({marks}) ORDER BY id", ACTIVE_STATES)]
-
-
-def _store_answer(conn, photo_id: int, question: str, result) -> None:
-    conn.execute("INSERT INTO answers(photo_id, question, answer, backend, model, concepts, created_at) "
-                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (photo_id, question, result.text, result.backend, result.model,
-                                                  json.dumps(result.concepts), now()))
-    names = " ".join(r[0] for r in conn.execute("SELECT answer FROM answers WHERE photo_id = ?", (photo_id,)))
-    conn.execute("UPDATE photo_text SET answers = ? WHERE rowid = ?", (names, photo_id))  # answers are searchable
 
 
 def _requeue(conn, job_ids: list[int]) -> None:

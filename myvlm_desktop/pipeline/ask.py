@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import sqlite3
-import threading
 from dataclasses import dataclass, field
 
 from .. import config
@@ -427,13 +426,20 @@ def check_phrase(text: str, facts: list[Fact]) -> str | None:
     return None
 
 
+def worth_phrasing(facts: list[Fact]) -> bool:
+    """Short answers only (longer ones do not fit the LM's few words), and never 'I don't know <Bob>'."""
+    main = [f for f in facts if f.role == "answer"]
+    return bool(main) and len(" ".join(f.text for f in main)) <= MAX_PHRASED and \
+        not any(f.kind == "unknown" for f in main)
+
+
 def compose(question: str, facts: list[Fact], phraser) -> tuple[str, str, str | None]:
     """(answer, phrased_by, why the phrasing was not used)."""
     main = [f for f in facts if f.role == "answer"]
     listing = " ".join(f.text for f in facts if f.role == "list")
     draft = " ".join(f.text for f in main)
     body, by, problem = draft, TEMPLATE, None
-    if phraser is not None and main and len(draft) <= MAX_PHRASED and not any(f.kind == "unknown" for f in main):
+    if phraser is not None and worth_phrasing(facts):
         # plain names read better and the small LM handles them better than <Alice>
         phrased = phraser.phrase(plain(question), [plain(f.text) for f in main])
         problem = check_phrase(phrased, main)
@@ -445,20 +451,19 @@ def compose(question: str, facts: list[Fact], phraser) -> tuple[str, str, str | 
 
 
 # -- the entry point ------------------------------------------------------------------------------------------
-_shared: dict[str, object] = {}
-_shared_lock = threading.Lock()
+_no_phraser: list[str] = []  # why SmolLM2 could not load, once per process: templates from then on
 
 
 def shared_phraser(root) -> phrase.Phraser | None:
     """SmolLM2, loaded once per process (its de-quantised copy cached under the models folder); None if absent."""
-    with _shared_lock:
-        if "phraser" not in _shared:
-            try:
-                _shared["phraser"] = phrase.Phraser(cache_dir=config.models_dir(root) / "smollm2-135m-instruct")
-            except ModelUnavailable as exc:
-                log.warning("library answers use templates: %s", exc)
-                _shared["phraser"] = None
-        return _shared["phraser"]
+    if _no_phraser:
+        return None
+    try:
+        return phrase.shared(cache_dir=config.models_dir(root) / "smollm2-135m-instruct")
+    except ModelUnavailable as exc:
+        log.warning("library answers use templates: %s", exc)
+        _no_phraser.append(str(exc))
+        return None
 
 
 def ask_library(library: Library, question: str, phraser=None, use_model: bool = True, store: bool = True) -> dict:
@@ -468,7 +473,7 @@ def ask_library(library: Library, question: str, phraser=None, use_model: bool =
     conn = library.db.read()
     q = parse_question(conn, question)
     facts = gather_facts(conn, q)
-    if use_model and phraser is None:
+    if use_model and phraser is None and worth_phrasing(facts):
         phraser = shared_phraser(library.root)
     answer, by, problem = compose(q.text, facts, phraser if use_model else None)
     result = {"answer": answer, "facts": [f.as_dict() for f in facts], "phrased_by": by,
@@ -479,6 +484,14 @@ def ask_library(library: Library, question: str, phraser=None, use_model: bool =
         library.db.write(_store_answer, q.text, result, getattr(phraser, "name", None) if by != TEMPLATE else None)
         library.db.notify("answers", None)
     return result
+
+
+def ask_photo(library: Library, photo_id: int, question: str, on_token=None, backend: str = "smolvlm",
+              model: str | None = None, device: str = "auto") -> dict:
+    """A question about one photo goes to the VLM (captions.answer_photo); ModelUnavailable without one."""
+    from .captions import answer_photo, shared_backend
+
+    return answer_photo(library, photo_id, question, shared_backend(backend, model, device), on_token=on_token)
 
 
 def _store_answer(conn, question: str, result: dict, model: str | None) -> None:

@@ -10,6 +10,7 @@ library is a few matrix products, not a pass over the pixels.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,17 +33,20 @@ Progress = Callable[[int, int, str], None]
 def detect_library(library: Library, concepts: Iterable[int | str] | None = None, force: bool = False,
                    progress: Progress | None = None, face_engine=None, embedder=None) -> dict:
     """Train stale heads and write their occurrences; returns {"marked": {name: photos}, "problems": {...}}."""
-    heads, problems = ensure_heads(library, concepts, force=force, progress=progress,
+    # one progress bar for both halves: training the stale heads, then finding each concept
+    half = (lambda done, total, message: progress(done, 2 * total, message)) if progress else None
+    heads, problems = ensure_heads(library, concepts, force=force, progress=half,
                                    face_engine=face_engine, embedder=embedder)
-    marked = {}
+    total = len(heads) + len(problems)
+    marked, cache = {}, {}
     for done, (concept_id, head) in enumerate(heads.items()):
         if progress:
-            progress(done, len(heads), f"finding {head.meta.get('concept')}")
-        rows = occurrences_for(library.db, concept_id, head)
+            progress(total + done, 2 * total, f"finding {head.meta.get('concept')}")
+        rows = occurrences_for(library.db, concept_id, head, cache)
         library.db.write(_replace_head_rows, concept_id, rows, head.version)
         marked[head.meta.get("concept")] = len(rows)
     if progress:
-        progress(len(heads), len(heads), "detection done")
+        progress(2 * total, 2 * total, "detection done")
     library.db.notify("occurrences", sorted(heads))
     names = {r["id"]: r["name"] for r in library.db.query("SELECT id, name FROM concepts")}
     return {"marked": marked, "problems": {names.get(k, str(k)): v for k, v in problems.items()}}
@@ -57,40 +61,65 @@ def detect_job(library: Library) -> Callable:
     return run
 
 
-def occurrences_for(db: Database, concept_id: int, head: Head) -> list[tuple]:
-    """(photo_id, face_id, score) for every photo the head marks, the user's decisions applied."""
-    blocked = _user_blocks(db, concept_id)
+@dataclass
+class Vectors:
+    """One engine's stored vectors over the library (photos with status ok), read once per detection pass."""
+
+    ids: np.ndarray        # face ids for faces, photo ids for image embeddings
+    photo_ids: np.ndarray
+    matrix: np.ndarray     # (n, dim) float32
+
+
+def occurrences_for(db: Database, concept_id: int, head: Head, cache: dict | None = None) -> list[tuple]:
+    """(photo_id, face_id, score) for every photo the head marks, the user's decisions applied.
+
+    `cache` keeps the vectors read for one head for the next heads of the same engine.
+    """
+    cache = {} if cache is None else cache
+    key = (head.kind, head.meta["engine"])
+    if key not in cache:
+        cache[key] = _face_vectors(db, key[1]) if head.kind == "person" else _photo_vectors(db, key[1])
+    vectors, blocked = cache[key], _user_blocks(db, concept_id)
+    keep = ~np.isin(vectors.photo_ids, list(blocked["photos"]))
     if head.kind == "person":
-        return _person_rows(db, head, blocked)
-    return _linear_rows(db, head, blocked)
+        keep &= ~np.isin(vectors.ids, list(blocked["faces"]))
+    rows = []
+    for start in range(0, len(keep), CHUNK):
+        part = np.flatnonzero(keep[start:start + CHUNK]) + start
+        if head.kind == "person":
+            _, score, present = head.model.verdicts(vectors.matrix[part])
+        else:
+            score = head.model.probabilities(vectors.matrix[part])
+            present = score >= PRESENT_AT
+        rows += [(int(vectors.photo_ids[i]), int(vectors.ids[i]) if head.kind == "person" else None, float(s))
+                 for i, s in zip(part[present], score[present])]
+    return _best_per_photo(rows)
 
 
-def _person_rows(db: Database, head: Head, blocked: dict[str, set[int]]) -> list[tuple]:
+def _best_per_photo(rows: list[tuple]) -> list[tuple]:
+    """Several faces in one photo: the photo is marked once, with the face most like the concept."""
     best: dict[int, tuple] = {}
-    rows = db.query("SELECT f.id, f.photo_id, f.embedding FROM faces f JOIN photos p ON p.id = f.photo_id "
-                    "WHERE f.engine = ? AND f.hidden = 0 AND p.status = 'ok' ORDER BY f.id",
-                    (head.meta["engine"],))
-    rows = [r for r in rows if r["id"] not in blocked["faces"] and r["photo_id"] not in blocked["photos"]]
-    for start in range(0, len(rows), CHUNK):
-        chunk = rows[start:start + CHUNK]
-        matches = head.model.match(np.stack([from_blob(r["embedding"]) for r in chunk]))
-        for row, m in zip(chunk, matches):
-            # several faces in one photo: the photo is marked once, with the face most like the concept
-            if m.present and (row["photo_id"] not in best or m.score > best[row["photo_id"]][2]):
-                best[row["photo_id"]] = (row["photo_id"], row["id"], m.score)
+    for row in rows:
+        if row[0] not in best or row[2] > best[row[0]][2]:
+            best[row[0]] = row
     return sorted(best.values())
 
 
-def _linear_rows(db: Database, head: Head, blocked: dict[str, set[int]]) -> list[tuple]:
+def _face_vectors(db: Database, engine: str) -> Vectors:
+    rows = db.query("SELECT f.id, f.photo_id, f.embedding FROM faces f JOIN photos p ON p.id = f.photo_id "
+                    "WHERE f.engine = ? AND f.hidden = 0 AND p.status = 'ok' ORDER BY f.id", (engine,))
+    return _vectors([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+
+
+def _photo_vectors(db: Database, embedder: str) -> Vectors:
     rows = db.query("SELECT e.photo_id, e.embedding FROM image_embeddings e JOIN photos p ON p.id = e.photo_id "
-                    "WHERE e.embedder = ? AND p.status = 'ok' ORDER BY e.photo_id", (head.meta["engine"],))
-    rows = [r for r in rows if r["photo_id"] not in blocked["photos"]]
-    found = []
-    for start in range(0, len(rows), CHUNK):
-        chunk = rows[start:start + CHUNK]
-        p = head.model.probabilities(np.stack([from_blob(r["embedding"]) for r in chunk]))
-        found += [(r["photo_id"], None, float(s)) for r, s in zip(chunk, p) if s >= PRESENT_AT]
-    return found
+                    "WHERE e.embedder = ? AND p.status = 'ok' ORDER BY e.photo_id", (embedder,))
+    return _vectors([r[0] for r in rows], [r[0] for r in rows], [r[1] for r in rows])
+
+
+def _vectors(ids: list, photo_ids: list, blobs: list) -> Vectors:
+    matrix = np.stack([from_blob(b) for b in blobs]) if blobs else np.zeros((0, 1), np.float32)
+    return Vectors(np.array(ids, np.int64), np.array(photo_ids, np.int64), matrix)
 
 
 def _user_blocks(db: Database, concept_id: int) -> dict[str, set[int]]:

@@ -10,7 +10,8 @@ _EXPORTS = {
     "ConceptVector": "concept", "load_concept_vector": "concept", "save_concept_vector": "concept",
     "ConceptTrainer": "train", "TrainSettings": "train",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["BACKENDS", "Backend", "ConceptTrainer", "ConceptVector", "Result", "TrainSettings", "load_backend",
+           "load_concept_vector", "save_concept_vector"]
 
 
 def __getattr__(name: str):

@@ -22,12 +22,15 @@ __all__ = ["BACKENDS", "Backend", "ConceptVector", "Result", "load_backend", "lo
 
 
 def load_backend(name: str = "smolvlm", model: str | None = None, device: str = "auto",
-                 dtype: torch.dtype | str | None = None) -> Backend:
-    """Load a backend's model from a local folder, the model manager or the Hugging Face cache (offline)."""
+                 dtype: torch.dtype | str | None = None, models_dir=None) -> Backend:
+    """Load a backend's model from a local folder, the model manager or the Hugging Face cache (offline).
+
+    `models_dir` is the app's own models folder (default: the data folder's); ModelUnavailable when absent.
+    """
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     cls = BACKENDS[name]
     model_id = model or DEFAULT_MODELS[name]
     where = pick_device(device)
-    net, processor, _ = load_parts(cls.model_class(), model_id, where, pick_dtype(where, dtype))
+    net, processor, _ = load_parts(cls.model_class(), model_id, where, pick_dtype(where, dtype), models_dir)
     return cls(net, processor, model_id)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from ..models import registry
 from ..models.errors import ModelUnavailable
 
 DEFAULT_MODELS = {
@@ -19,41 +20,28 @@ DEFAULT_MODELS = {
 }
 
 
-def find_weights(model: str) -> Path:
-    """The folder holding `model`: itself when it is a folder, else the model manager's or the HF cache's copy."""
+def find_weights(model: str, models_dir: Path | str | None = None) -> Path:
+    """The folder holding `model`: itself when it is a folder, else the model manager's copy (the app's models
+    folder or the HF cache) for the models it lists, else the HF cache for any other hub id."""
     folder = Path(model).expanduser()
     if folder.is_dir():
         if not (folder / "config.json").is_file():
             raise ModelUnavailable(model, "the folder has no config.json, so it is not a model folder",
                                    "Point --model at a folder saved with save_pretrained.", [str(folder)])
         return folder
-    found = _from_registry(model)
-    if found is not None:
-        return found
-    return _from_hf_cache(model)
-
-
-def _from_registry(model: str) -> Path | None:
-    """The model manager's answer, when that module is installed and knows the name."""
     try:
-        from ..models import registry
-    except ImportError:
-        return None
-    find = getattr(registry, "find_model", None)
-    if find is None:
-        return None
-    try:
-        return Path(find(model))
-    except (KeyError, LookupError, ValueError):  # a name the registry does not list: try the HF cache
-        return None
+        registry.spec(model)
+    except ModelUnavailable:  # not in the model manager's list: any hub id the user cached themselves
+        return _from_hf_cache(model)
+    return registry.find_model(model, models_dir)
 
 
 def _from_hf_cache(model: str) -> Path:
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
-    how = (f"Download it with `myvlm models download {model}` (needs internet once), "
-           "or pass a local model folder with --model.")
+    how = (f"It is not one of the models `myvlm models download` knows: fetch it with "
+           f"`huggingface-cli download {model}` (needs internet once), or pass a local model folder with --model.")
     try:
         path = Path(snapshot_download(model, local_files_only=True))
     except (LocalEntryNotFoundError, FileNotFoundError, OSError, HFValidationError):
@@ -94,11 +82,11 @@ def _cpu_has_bf16() -> bool:
         return False
 
 
-def load_parts(model_class, model: str, device: torch.device, dtype: torch.dtype):
+def load_parts(model_class, model: str, device: torch.device, dtype: torch.dtype, models_dir=None):
     """(model, processor, folder) for a model id or folder; a broken folder is ModelUnavailable too."""
     from transformers import AutoProcessor
 
-    folder = find_weights(model)
+    folder = find_weights(model, models_dir)
     try:
         processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
         net = model_class.from_pretrained(folder, dtype=dtype, local_files_only=True)

@@ -48,23 +48,34 @@ def tiny_config(backend: str, tokenizer, variant: str = "t5", init: float = 0.2,
     `init` is the weights' standard deviation: far above the real models' 0.02, so that a tiny random network
     is sensitive to its input the way a trained one is (at 0.02 its outputs are uniform whatever it sees).
     """
-    from transformers import (Blip2Config, Blip2QFormerConfig, Blip2VisionConfig, CLIPVisionConfig, Idefics3Config,
-                              Idefics3VisionConfig, LlamaConfig, LlavaConfig, OPTConfig, T5Config)
+    from transformers import (
+        Blip2Config,
+        Blip2QFormerConfig,
+        Blip2VisionConfig,
+        CLIPVisionConfig,
+        Idefics3Config,
+        Idefics3VisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        OPTConfig,
+        T5Config,
+    )
 
     vocab, ids = len(tokenizer), _ids(tokenizer)
-    llama = dict(vocab_size=vocab, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, max_position_embeddings=512, pad_token_id=ids["pad"], bos_token_id=ids["bos"],
-                 eos_token_id=ids["eos"], tie_word_embeddings=False, initializer_range=init)
-    vision = dict(initializer_range=init, hidden_size=width // 2, intermediate_size=width, num_hidden_layers=2, num_attention_heads=2, image_size=32,
-                  patch_size=8)
+    llama = {"vocab_size": vocab, "hidden_size": width, "intermediate_size": 2 * width, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
+             "pad_token_id": ids["pad"], "bos_token_id": ids["bos"], "eos_token_id": ids["eos"],
+             "tie_word_embeddings": False, "initializer_range": init}
+    vision = {"initializer_range": init, "hidden_size": width // 2, "intermediate_size": width,
+              "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 32, "patch_size": 8}
     if backend == "blip2":
         if variant == "opt":
             text = OPTConfig(vocab_size=vocab, hidden_size=width, ffn_dim=2 * width, num_hidden_layers=2,
-                             num_attention_heads=4, word_embed_proj_dim=width, max_position_embeddings=512, pad_token_id=ids["pad"], init_std=init,
-                             bos_token_id=ids["bos"], eos_token_id=ids["eos"])
+                             num_attention_heads=4, word_embed_proj_dim=width, max_position_embeddings=512,
+                             init_std=init, pad_token_id=ids["pad"], bos_token_id=ids["bos"], eos_token_id=ids["eos"])
         else:
-            text = T5Config(vocab_size=vocab, d_model=width, d_kv=width // 4, d_ff=2 * width, num_layers=2, num_decoder_layers=2,
-                            num_heads=4, feed_forward_proj="gated-gelu", pad_token_id=ids["pad"],
+            text = T5Config(vocab_size=vocab, d_model=width, d_kv=width // 4, d_ff=2 * width, num_layers=2,
+                            num_decoder_layers=2, num_heads=4, feed_forward_proj="gated-gelu", pad_token_id=ids["pad"],
                             eos_token_id=ids["eos"], decoder_start_token_id=ids["pad"], tie_word_embeddings=False,
                             initializer_factor=init / 0.1)
         vision.update(hidden_size=width, patch_size=16)  # 4 patches + CLS: the concept token is one key in six
@@ -90,8 +101,18 @@ def real_size_config(backend: str, tokenizer, variant: str = "flan-t5-xl"):
     Written out in full because transformers' defaults differ: Blip2Config() has an OPT-125m-sized text model
     and Idefics3Config() is Idefics3-8B.
     """
-    from transformers import (Blip2Config, Blip2QFormerConfig, Blip2VisionConfig, CLIPVisionConfig, Idefics3Config,
-                              Idefics3VisionConfig, LlamaConfig, LlavaConfig, OPTConfig, T5Config)
+    from transformers import (
+        Blip2Config,
+        Blip2QFormerConfig,
+        Blip2VisionConfig,
+        CLIPVisionConfig,
+        Idefics3Config,
+        Idefics3VisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        OPTConfig,
+        T5Config,
+    )
 
     ids = _ids(tokenizer)
     if backend == "smolvlm":  # HuggingFaceTB/SmolVLM-256M-Instruct: SigLIP-B/16-512 + SmolLM2-135M
@@ -153,7 +174,11 @@ def build_processor(backend: str, config, tokenizer):
 
 
 def random_model(backend: str, config, seed: int = 0, dtype: torch.dtype = torch.float32):
-    from transformers import Blip2ForConditionalGeneration, Idefics3ForConditionalGeneration, LlavaForConditionalGeneration
+    from transformers import (
+        Blip2ForConditionalGeneration,
+        Idefics3ForConditionalGeneration,
+        LlavaForConditionalGeneration,
+    )
 
     cls = {"blip2": Blip2ForConditionalGeneration, "llava": LlavaForConditionalGeneration,
            "smolvlm": Idefics3ForConditionalGeneration}[backend]

@@ -50,7 +50,7 @@ class TrainSettings:
     weight_decay: float = 1e-4
     grad_clip: float = 0.05
     checkpoint_every: int = 25
-    views: int = 8  # augmented views per photo in the bank (the first is the photo itself)
+    views: int = 4  # views per photo in the bank: the photo itself + 3 augmented (each costs one vision pass)
     seed: int = 0
     questions: int = 10  # VQA targets per photo, for backends that train VQA
     cached: bool = True  # reuse the bank; False re-encodes a fresh augmented view at every step
@@ -73,7 +73,7 @@ def class_nouns(kind: str, noun: str | None = None) -> list[str]:
 
 def _noun_pattern(nouns: Sequence[str]) -> re.Pattern:
     words = "|".join(re.escape(n) for n in sorted(nouns, key=len, reverse=True))
-    return re.compile(rf"\b(?:a|an|the|this|that|one)\s+(?:[\w-]+\s+){{0,2}}?(?:{words})(?:s|es)?\b", re.I)
+    return re.compile(rf"\b(?:a|an|the|this|that|one)\s+(?:[\w-]+\s+){{0,2}}?(?:{words})(?:s|es)?\b", re.IGNORECASE)
 
 
 def personalize(text: str, identifier: str, nouns: Sequence[str], fallback: bool = True) -> str:
@@ -100,19 +100,22 @@ def mentioned_noun(text: str, nouns: Sequence[str]) -> str | None:
 
 def make_targets(backend: Backend, images: Sequence[Image.Image], identifier: str, kind: str,
                  noun: str | None = None, settings: TrainSettings | None = None, max_new_tokens: int = 40,
-                 on_photo: Callable[[int], None] | None = None) -> list[Sample]:
-    """Caption (and question) each photo with the frozen model; swap the class noun for the identifier."""
+                 on_photo: Callable[[int], None] | None = None, features: torch.Tensor | None = None) -> list[Sample]:
+    """Caption (and question) each photo with the frozen model; swap the class noun for the identifier.
+
+    `features` [P, N, D] are the photos' encodings when already computed (the bank's first view).
+    """
     settings = settings or TrainSettings()
     nouns = class_nouns(kind, noun)
     samples = []
     for p, image in enumerate(images):
-        features = backend.encode([image])
-        caption = backend.generate(features, [], [backend.caption_prompt()], max_new_tokens=max_new_tokens)[0]
+        features_p = backend.encode([image]) if features is None else features[p:p + 1]
+        caption = backend.generate(features_p, [], [backend.caption_prompt()], max_new_tokens=max_new_tokens)[0]
         samples.append(Sample(p, backend.caption_prompt([identifier]), personalize(caption, identifier, nouns)))
         asks = QUESTIONS[:settings.questions] if backend.trains_vqa else []
         if asks:
             subject = f"the {mentioned_noun(caption, nouns) or (nouns[0] if nouns else kind)}"
-            answers = backend.generate(features, [], [backend.question_prompt(q.format(n=subject)) for q in asks],
+            answers = backend.generate(features_p, [], [backend.question_prompt(q.format(n=subject)) for q in asks],
                                        max_new_tokens=max_new_tokens)
             samples += [Sample(p, backend.question_prompt(q.format(n=identifier)),
                                personalize(a, identifier, nouns, fallback=False), "vqa")
@@ -124,11 +127,16 @@ def make_targets(backend: Backend, images: Sequence[Image.Image], identifier: st
 
 # -- the vision bank ---------------------------------------------------------------------------------------
 @torch.no_grad()
-def build_bank(backend: Backend, images: Sequence[Image.Image], views: int = 8, seed: int = 0,
-               batch: int = 4) -> torch.Tensor:
-    """Frozen features of `views` augmented views of each photo: [P, V, N, D]."""
+def build_bank(backend: Backend, images: Sequence[Image.Image], views: int = 4, seed: int = 0, batch: int = 4,
+               on_batch: Callable[[], None] | None = None) -> torch.Tensor:
+    """Frozen features of `views` augmented views of each photo: [P, V, N, D]. `on_batch` may raise to stop."""
     flat = [v for p, image in enumerate(images) for v in augment.views(image, views, seed=seed * 1000 + p)]
-    features = torch.cat([backend.encode(flat[i:i + batch]) for i in range(0, len(flat), batch)])
+    chunks = []
+    for i in range(0, len(flat), batch):
+        chunks.append(backend.encode(flat[i:i + batch]))
+        if on_batch:
+            on_batch()
+    features = torch.cat(chunks)
     return features.reshape(len(images), views, *features.shape[1:])
 
 
@@ -180,8 +188,9 @@ class ConceptTrainer:
         torch.nn.utils.clip_grad_norm_([self.vector], self.settings.grad_clip)
         self.optimizer.step()
         self.step += 1
-        self.losses.append(round(float(loss), 6))
-        return float(loss)
+        value = float(loss.detach())
+        self.losses.append(round(value, 6))
+        return value
 
     def _pick(self, step: int) -> list[tuple[int, int]]:
         """(sample, view) pairs for a step: each photo at most once when there are enough (MyVLM's batch)."""

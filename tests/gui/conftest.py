@@ -87,11 +87,14 @@ def package_photo(name: str) -> Path:
 
 @pytest.fixture
 def sample_photos(tmp_path) -> Path:
+    return copy_sample_photos(tmp_path / "photos")
+
+
+def copy_sample_photos(folder: Path) -> Path:
     """A few real photos (a group photo, its mirror, the astronaut, a cat, a coffee cup)."""
     from PIL import Image, ImageOps
 
-    folder = tmp_path / "photos"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     shutil.copy(package_photo("t1.jpg"), folder / "group.jpg")
     ImageOps.mirror(Image.open(package_photo("t1.jpg")).convert("RGB")).save(folder / "group_mirrored.jpg")
     for name, target in (("astronaut.png", "astronaut.png"), ("chelsea.png", "cat.png"), ("coffee.png", "coffee.png")):

@@ -7,6 +7,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from myvlm_desktop.gui.dialogs import ModelManagerDialog
+from myvlm_desktop.pipeline.app import save_settings
 from tests.gui.conftest import make_photos, wait_jobs
 
 
@@ -43,8 +44,8 @@ def test_tiny_vlm_answers_stream_token_by_token_and_are_kept_per_photo(window, s
     from myvlm_desktop.vlm.testing import save_tiny_model
 
     photo, other = _library_with_photos(window, session, qtbot, tmp_path)
-    session.settings.update(vlm_backend="smolvlm", vlm_model=str(save_tiny_model("smolvlm", tmp_path / "vlm")),
-                            device="cpu")
+    session.settings.update(save_settings(session.db, {
+        "vlm_backend": "smolvlm", "vlm_model": str(save_tiny_model("smolvlm", tmp_path / "vlm")), "device": "cpu"}))
     window.open_photo(photo, window.library_model)
     chat = window.chat
     pieces = []

@@ -25,7 +25,7 @@ def run(capsys, data_dir, *args):
 
 
 def test_cluster_name_people_undo(capsys, data):
-    data_dir, people, photos = data
+    data_dir, people, _photos = data
     code, out, _ = run(capsys, data_dir, "cluster", "--json")
     assert code == 0 and json.loads(out)["faces"]["new_clusters"] == 2
     code, out, _ = run(capsys, data_dir, "people", "--json")

@@ -39,7 +39,7 @@ def test_order_of_the_items_does_not_matter():
 
 
 def test_new_faces_join_fixed_clusters_and_never_merge_two_of_them():
-    vectors, truth = blobs([6, 6])
+    vectors, _truth = blobs([6, 6])
     ids = np.arange(100, 112)
     index = VectorIndex.build(ids, vectors)
     fixed = np.array([100, 106])            # one known face of each person, in clusters 7 and 9
@@ -88,3 +88,10 @@ def test_thresholds_per_engine():
     assert params_for("dlib-20.0") is DLIB and params_for("insightface-buffalo_l") is ARCFACE
     assert params_for("other", 128) is DLIB and params_for("other", 512) is ARCFACE
     assert DLIB.max_distance < ARCFACE.max_distance < 0.675  # clustering is tighter than recognition
+
+
+def test_list_search_of_a_whole_set_finds_the_same_clusters():
+    vectors, truth = blobs([25] * 60 + [1] * 30, seed=4)
+    exact = cluster_all(vectors, DLIB)
+    lists = cluster_all(vectors, DLIB, exact_limit=100)  # 1530 vectors > 100: k-means lists + BLAS
+    assert adjusted_rand_score(exact, lists) == 1.0 and adjusted_rand_score(truth[:1500], exact[:1500]) == 1.0

@@ -43,8 +43,8 @@ def check_undo_redo(lib, operation):
 
 
 def test_name_creates_a_concept_and_undo_removes_it(world):
-    lib, people, (a, b, c) = world
-    result, before, after = check_undo_redo(lib, lambda: ops.name_cluster(lib, b, "Bob", "person"))
+    lib, people, (_a, b, _c) = world
+    result, _before, _after = check_undo_redo(lib, lambda: ops.name_cluster(lib, b, "Bob", "person"))
     assert result["identifier"] == "<Bob>"
     assert ops.concept_members(lib, result["id"])["face_ids"] == sorted(people[1])
     photos = {r[0] for r in lib.db.query("SELECT photo_id FROM concept_photos WHERE concept_id = ?", (result["id"],))}
@@ -52,16 +52,16 @@ def test_name_creates_a_concept_and_undo_removes_it(world):
 
 
 def test_naming_with_a_taken_name_joins_that_concept(world):
-    lib, people, (a, b, c) = world
+    lib, people, (a, b, _c) = world
     v = versions(lib.db)["Alice"]
-    _, _, after = check_undo_redo(lib, lambda: ops.name_cluster(lib, b, "alice"))
+    _, _, _after = check_undo_redo(lib, lambda: ops.name_cluster(lib, b, "alice"))
     assert clusters_of(lib.db, people[0] + people[1]) == {a}
     assert versions(lib.db)["Alice"] > v
     assert not lib.db.scalar("SELECT count(*) FROM clusters WHERE id = ?", (b,))
 
 
 def test_rename_and_a_taken_name_asks_to_merge(world):
-    lib, _, (a, b, c) = world
+    lib, _, (_a, b, _c) = world
     ops.name_cluster(lib, b, "Bob")
     v = versions(lib.db)
     check_undo_redo(lib, lambda: ops.rename_concept(lib, "Alice", "Alicia"))
@@ -73,7 +73,7 @@ def test_rename_and_a_taken_name_asks_to_merge(world):
 
 
 def test_merge_two_concepts_keeps_the_survivor(world):
-    lib, people, (a, b, c) = world
+    lib, people, (_a, b, _c) = world
     bob = ops.name_cluster(lib, b, "Bob")
     ops.reject_face(lib, people[2][0], "Bob")
     result, _, _ = check_undo_redo(lib, lambda: ops.merge(lib, "Alice", "Bob", keep="Bob"))
@@ -87,15 +87,15 @@ def test_merge_two_concepts_keeps_the_survivor(world):
 
 
 def test_merge_two_unnamed_clusters(world):
-    lib, people, (a, b, c) = world
+    lib, people, (_a, b, c) = world
     check_undo_redo(lib, lambda: ops.merge(lib, b, c))
     assert clusters_of(lib.db, people[1] + people[2]) == {b}
-    assert {r[0] for r in lib.db.query("SELECT assigned_by FROM faces WHERE id IN (%s)"
-                                       % ",".join(map(str, people[2])))} == {"user"}
+    marks = ",".join("?" * len(people[2]))
+    assert {r[0] for r in lib.db.query(f"SELECT assigned_by FROM faces WHERE id IN ({marks})", people[2])} == {"user"}
 
 
 def test_split_and_move(world):
-    lib, people, (a, b, c) = world
+    lib, people, (a, _b, c) = world
     v = versions(lib.db)["Alice"]
     result, _, _ = check_undo_redo(lib, lambda: ops.split(lib, a, people[0][:2]))
     assert clusters_of(lib.db, people[0][:2]) == {result["cluster"]}
@@ -109,7 +109,7 @@ def test_split_and_move(world):
 
 
 def test_reject_hide_cover_delete(world):
-    lib, people, (a, b, c) = world
+    lib, people, (a, b, _c) = world
     alice = lib.db.scalar("SELECT id FROM concepts WHERE name = 'Alice'")
     check_undo_redo(lib, lambda: ops.reject_face(lib, people[0][1], "Alice"))
     assert ops.concept_members(lib, alice)["rejected_face_ids"] == [people[0][1]]
@@ -141,7 +141,7 @@ def test_concept_from_chosen_photos(world):
 
 
 def test_undo_redo_history_and_versions_only_grow(world):
-    lib, people, (a, b, c) = world
+    lib, people, (a, _b, c) = world
     seen = [versions(lib.db)["Alice"]]
     ops.move_face(lib, people[1][0], a)
     seen.append(versions(lib.db)["Alice"])
@@ -163,7 +163,7 @@ def test_undo_redo_history_and_versions_only_grow(world):
 
 
 def test_bad_requests_are_clear_errors(world):
-    lib, people, (a, b, c) = world
+    lib, people, (a, b, _c) = world
     for call, message in [
         (lambda: ops.name_cluster(lib, 999, "X"), "no cluster 999"),
         (lambda: ops.name_cluster(lib, b, "  "), "empty"),
@@ -181,10 +181,23 @@ def test_bad_requests_are_clear_errors(world):
 
 
 def test_operations_announce_what_changed(world):
-    lib, _, (a, b, c) = world
+    lib, _, (_a, _b, c) = world
     heard = []
     lib.db.subscribe(lambda what, detail: heard.append((what, detail)))
     ops.name_cluster(lib, c, "Carol")
     ops.undo(lib)
     assert [w for w, _ in heard] == ["people", "people"]
     assert heard[0][1]["clusters"] == [c] and heard[1][1]["operation"] == "undo"
+
+
+def test_at_name_in_search_finds_the_photos_of_the_faces(world):
+    from myvlm_desktop.library.search import search
+
+    lib, people, (_a, b, _c) = world
+    bob = ops.name_cluster(lib, b, "Bob")
+    ops.reject_face(lib, people[1][0], "Bob")
+    expected = set(lib.db.query("SELECT photo_id FROM faces WHERE id IN (?, ?, ?, ?)", people[1][1:]))
+    assert {h["photo_id"] for h in search(lib.db, "@Bob")} == {r[0] for r in expected}
+    assert not {h["photo_id"] for h in search(lib.db, "@Bob AND @Alice")}
+    ops.undo(lib)
+    assert len(search(lib.db, "@bob")) == 5 and bob["identifier"] == "<Bob>"

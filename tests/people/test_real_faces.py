@@ -2,59 +2,40 @@
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from myvlm_desktop.library.db import now, to_blob
 from myvlm_desktop.people import ops
-from myvlm_desktop.people.update import cluster_faces
 from tests.conftest import insightface_image
 
 
-def dlib_faces(rgb: np.ndarray):
-    """(engine id, [(box, embedding)]): the app's dlib engine, or dlib itself where that is not built yet."""
-    try:
-        from myvlm_desktop.vision.faces import get_face_engine
-    except ImportError:
-        return _dlib_direct(rgb)
-    engine = get_face_engine("dlib")
-    return engine.engine_id, [(tuple(f.box), np.asarray(f.embedding, np.float32)) for f in engine.analyze(rgb)]
-
-
-def _dlib_direct(rgb):
-    import dlib
-    import face_recognition_models
-
-    models = Path(face_recognition_models.__file__).parent / "models"
-    detector = dlib.get_frontal_face_detector()
-    shapes = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
-    net = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
-    faces = []
-    for rect in detector(rgb, 1):
-        vec = np.asarray(net.compute_face_descriptor(rgb, shapes(rgb, rect)), np.float32)
-        faces.append(((rect.left(), rect.top(), rect.right(), rect.bottom()), vec / np.linalg.norm(vec)))
-    return "dlib-19", faces
-
-
 @pytest.mark.slow
-def test_group_photo_and_its_mirror_make_six_pairs(library):
-    rgb = np.asarray(Image.open(insightface_image("t1.jpg")).convert("RGB"))
-    db = library.db
-    for name, pixels in (("t1.jpg", rgb), ("t1-mirrored.jpg", np.ascontiguousarray(rgb[:, ::-1]))):
-        engine, faces = dlib_faces(pixels)
-        assert len(faces) == 6
-        photo = db.write(lambda c, n=name: c.execute(
-            "INSERT INTO photos(path, status, width, height, added_at, updated_at) VALUES (?, 'ok', ?, ?, ?, ?)",
-            (f"/photos/{n}", rgb.shape[1], rgb.shape[0], now(), now())).lastrowid)
-        db.write(lambda c, p=photo, e=engine, fs=faces: c.executemany(
-            "INSERT INTO faces(photo_id, x1, y1, x2, y2, embedding, engine, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(p, *map(float, box), to_blob(vec), e, now()) for box, vec in fs]))
-    cluster_faces(db)
-    clusters = ops.list_clusters(library, members=True)
+def test_group_photo_and_its_mirror_make_six_pairs(library, photo_dir):
+    """The whole chain on real photos: scan, index (dlib + SSCD), cluster, name, @Name in search, re-cluster."""
+    index = pytest.importorskip("myvlm_desktop.pipeline.index")
+    from myvlm_desktop.library.scan import scan_library
+    from myvlm_desktop.library.search import search
+    from myvlm_desktop.pipeline.cluster import cluster_library
+
+    image = Image.open(insightface_image("t1.jpg")).convert("RGB")
+    image.save(photo_dir / "t1.jpg")
+    image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(photo_dir / "t1-mirrored.jpg")
+    library.add_folder(photo_dir)
+    scan_library(library)
+    indexed = index.index_library(library, face_engine="dlib", embedder="sscd", workers=1)
+    assert indexed["faces"] == 12
+    result = cluster_library(library)
+    assert result["faces"]["new_clusters"] == 6 and result["faces"]["waiting"] == 0
+    clusters = ops.list_clusters(library, kind="face", members=True)
     assert [c["size"] for c in clusters] == [2] * 6
-    width = rgb.shape[1]
-    for c in clusters:  # each pair: one face and its mirror image (boxes mirror around the middle)
-        first, second = sorted(c["members"], key=lambda m: m["path"])
-        assert {Path(first["path"]).name, Path(second["path"]).name} == {"t1.jpg", "t1-mirrored.jpg"}
-        assert abs((first["box"][0] + first["box"][2]) / 2 - (width - (second["box"][0] + second["box"][2]) / 2)) < 20
+    for c in clusters:  # each pair: a face and its mirror image, boxes mirrored around the middle
+        first, second = sorted(c["members"], key=lambda m: Path(m["path"]).name)
+        assert (Path(first["path"]).name, Path(second["path"]).name) == ("t1-mirrored.jpg", "t1.jpg")
+        centre = (first["box"][0] + first["box"][2]) / 2
+        assert abs(centre - (image.width - (second["box"][0] + second["box"][2]) / 2)) < 20
+    ops.name_cluster(library, clusters[0]["id"], "Ann")
+    assert len(search(library.db, "@Ann")) == 2
+    again = cluster_library(library, full=True)  # a full re-cluster keeps the name and the pairs
+    assert again["faces"]["waiting"] == 0
+    after = ops.list_clusters(library, kind="face")
+    assert (after[0]["concept"], after[0]["size"]) == ("Ann", 2) and [c["size"] for c in after] == [2] * 6

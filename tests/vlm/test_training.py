@@ -1,0 +1,130 @@
+"""Training concept embeddings on tiny models: targets, the vision bank, learning, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from myvlm_desktop.vlm.concept import ConceptVector
+from myvlm_desktop.vlm.train import (
+    ConceptTrainer,
+    Sample,
+    TrainSettings,
+    build_bank,
+    make_targets,
+    mentioned_noun,
+    personalize,
+)
+from tests.vlm.helpers import VARIANTS
+
+PERSON = ["man", "woman", "person"]
+
+
+@pytest.mark.parametrize("caption, expected", [
+    ("a man standing on a beach", "<Bob> standing on a beach"),
+    ("A young man in a suit holding a flag", "<Bob> in a suit holding a flag"),
+    ("two dogs and a woman on the grass", "two dogs and <Bob> on the grass"),
+    ("the man's hat is red", "<Bob>'s hat is red"),
+    ("a red car parked outside", "A photo of <Bob>. a red car parked outside"),
+    ("", "A photo of <Bob>."),
+])
+def test_the_class_noun_phrase_becomes_the_identifier(caption, expected):
+    assert personalize(caption, "<Bob>", PERSON) == expected
+
+
+def test_answers_without_the_noun_stay_as_they_are():
+    assert personalize("on the beach", "<Bob>", PERSON, fallback=False) == "on the beach"
+    assert mentioned_noun("a smiling woman with a dog", PERSON) == "woman"
+    assert mentioned_noun("a bowl of soup", PERSON) is None
+
+
+def test_targets_come_from_the_frozen_model_with_the_identifier(tiny_backend, concept_photos):
+    settings = TrainSettings(questions=3)
+    smol = make_targets(tiny_backend("smolvlm"), concept_photos[0], "<sks>", "person", settings=settings,
+                        max_new_tokens=8)
+    captions = [s for s in smol if s.kind == "caption"]
+    assert [s.photo for s in captions] == [0, 1]
+    assert all("<sks>" in s.target and "<sks>" in s.prompt for s in captions)
+    assert 0 < len([s for s in smol if s.kind == "vqa"]) <= 6
+    assert all("<sks>" in s.prompt for s in smol if s.kind == "vqa")
+    blip = make_targets(tiny_backend("blip2-opt"), concept_photos[0], "<sks>", "person", settings=settings,
+                        max_new_tokens=8)
+    assert [s.kind for s in blip] == ["caption", "caption"]  # BLIP-2 captions with the empty prompt only
+    assert all(s.prompt == "" and "<sks>" in s.target for s in blip)
+
+
+def test_the_vision_bank_holds_every_view_once_and_is_reproducible(tiny_backend, concept_photos):
+    backend = tiny_backend("llava")
+    bank = build_bank(backend, concept_photos[0], views=3, seed=5)
+    n, d = backend.encode([concept_photos[0][0]]).shape[1:]
+    assert bank.shape == (2, 3, n, d)
+    assert torch.equal(bank[0, 0], backend.encode([concept_photos[0][0]])[0])  # view 0: the photo itself
+    assert not torch.equal(bank[0, 1], bank[0, 2])
+    assert torch.equal(bank, build_bank(backend, concept_photos[0], views=3, seed=5))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_training_makes_the_model_say_the_identifier_for_the_concept_only(tiny_backend, variant, concept_photos,
+                                                                           other_photos):
+    backend = tiny_backend(variant)
+    photos, _ = concept_photos
+    samples = [Sample(p, backend.caption_prompt(["sks"]), "sks") for p in range(len(photos))]
+    steps = 300 if backend.name == "blip2" else 100  # the Q-Former dilutes one token among the image's
+    trainer = ConceptTrainer(backend, photos, samples, TrainSettings(steps=steps, views=4))
+    vector = trainer.run()
+    first, last = sum(trainer.losses[:10]) / 10, sum(trainer.losses[-10:]) / 10
+    assert last < first / 2
+    sks = ConceptVector("Sks", "sks", "person", vector, backend.name)
+    for image in photos:
+        assert "sks" in backend.caption(image, [sks], max_new_tokens=10).text
+    for image in other_photos:  # no head fired: the unmodified model's caption, without the identifier
+        text = backend.caption(image, [], max_new_tokens=10).text
+        assert "sks" not in text
+        assert text == backend.generate(backend.encode([image]), [], [backend.caption_prompt()],
+                                        max_new_tokens=10)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["smolvlm", "blip2"])
+def test_a_run_resumed_from_a_checkpoint_ends_with_the_same_vector(tiny_backend, variant, concept_photos, tmp_path):
+    backend = tiny_backend(variant)
+    photos, _ = concept_photos
+    samples = [Sample(p, backend.caption_prompt(["<sks>"]), t) for p in range(2)
+               for t in ("<sks> in space", "a photo of <sks>")]
+    settings = TrainSettings(steps=30, checkpoint_every=10, views=3)
+    straight = ConceptTrainer(backend, photos, samples, settings).run()
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_15(step, loss):
+        if step == 15:
+            raise Stop
+
+    def save(trainer):  # a checkpoint on disk, as the pipeline writes it
+        tensors, info = trainer.state()
+        save_file(tensors, str(tmp_path / "ckpt.safetensors"))
+        (tmp_path / "ckpt.step").write_text(str(info["step"]))
+        saved_info.clear()
+        saved_info.update(info)
+
+    saved_info: dict = {}
+    with pytest.raises(Stop):
+        ConceptTrainer(backend, photos, samples, settings).run(on_step=stop_at_15, on_checkpoint=save)
+    assert saved_info["step"] == 10
+    resumed = ConceptTrainer(backend, photos, samples, settings)  # a new process: fresh trainer, same bank
+    resumed.load_state(load_file(str(tmp_path / "ckpt.safetensors")), saved_info)
+    assert resumed.step == 10
+    assert torch.equal(resumed.run(), straight)
+    assert len(resumed.losses) == 30
+
+
+def test_without_the_bank_each_step_encodes_fresh_views(tiny_backend, concept_photos):
+    backend = tiny_backend("smolvlm")
+    samples = [Sample(0, backend.caption_prompt(["<sks>"]), "<sks>")]
+    trainer = ConceptTrainer(backend, concept_photos[0][:1], samples, TrainSettings(steps=3, cached=False))
+    assert trainer.bank is None
+    trainer.run()
+    assert trainer.step == 3 and all(torch.isfinite(torch.tensor(trainer.losses)))
