@@ -10,7 +10,8 @@ own captions are noise), and generation is forced to a caption's length with min
     python benchmarks/bench_train.py --backend blip2 --big --steps 100                        # ~8 GB of RAM
 
 On a shared CPU, time fewer steps and extrapolate: --measure 10 times 10 steps and reports the total for
---steps (the JSON says so in "measured_steps"). seconds_total = building the vision bank (cached runs)
+--steps (the JSON says so in "measured_steps"). The JSON also holds the process's CPU time and the load
+average: on an oversubscribed machine, several threads wait on each other (use --threads 1 there). seconds_total = building the vision bank (cached runs)
 + steps x seconds_per_step. The goals (2 CPU cores): SmolVLM 100 steps <= 90 s and a caption <= 1.5 s;
 BLIP-2 100 steps <= 10 min.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -95,29 +97,34 @@ def main() -> None:
     images = photos()
     settings = TrainSettings(steps=args.steps, cached=not args.no_cache, views=args.views)
 
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     trainer = ConceptTrainer(backend, images, samples(backend, len(images)), settings)
-    bank_seconds = time.perf_counter() - t
-    with backend.recording_attentions(settings.regularise):
+    bank_seconds, bank_cpu = time.perf_counter() - t, time.process_time() - cpu
+    with backend.recording_attentions():
         trainer.train_step()  # warm-up (allocations, kernel choice); not counted
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         for _ in range(measured):
             trainer.train_step()
-        per_step = (time.perf_counter() - t) / measured
+        per_step, step_cpu = (time.perf_counter() - t) / measured, (time.process_time() - cpu) / measured
     print(f"bank {bank_seconds:.1f} s, {per_step:.2f} s/step over {measured} steps", flush=True)
 
     concept = ConceptVector("Sks", "<sks>", "pet", trainer.vector.detach(), backend.name)
     backend.caption(images[0], [concept], max_new_tokens=4, min_new_tokens=4)  # warm-up
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     backend.caption(images[1], [concept], max_new_tokens=20, min_new_tokens=20)
-    caption_seconds = time.perf_counter() - t
+    caption_seconds, caption_cpu = time.perf_counter() - t, time.process_time() - cpu
 
     result = {"backend": args.backend, "steps": args.steps, "cached": not args.no_cache,
               "seconds_total": round(bank_seconds + per_step * args.steps, 2),
               "seconds_per_step": round(per_step, 3), "caption_seconds": round(caption_seconds, 3),
               "bank_seconds": round(bank_seconds, 2), "measured_steps": measured, "variant": variant,
               "dtype": args.dtype, "threads": args.threads, "batch_size": settings.batch_size,
-              "views": settings.views if settings.cached else None, "caption_tokens": 20}
+              "views": settings.views if settings.cached else None, "caption_tokens": 20,
+              # CPU time the process used (all its threads): on a CPU shared with other work, wall time
+              # overstates; with --threads 1 these are what the same run takes on one idle core
+              "cpu_seconds": {"bank": round(bank_cpu, 2), "per_step": round(step_cpu, 3),
+                              "caption": round(caption_cpu, 3)},
+              "load_average": [round(x, 2) for x in os.getloadavg()]}
     print(json.dumps(result, indent=2))
     out = args.out or ROOT / "benchmarks" / "results" / f"train_{args.backend}_{'cached' if settings.cached else 'nocache'}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from .. import config
 from . import theme
+from .workers import run_task
 
 ORGANIZATION = "MyVLM"
 DATA_DIR_KEY = "data_dir"
@@ -62,7 +63,8 @@ def open_window(data_dir: str, first_run_folders: list[str] | None = None, watch
     window.show()
     if first_run_folders:
         window.add_folders(first_run_folders)
-    QTimer.singleShot(0, session.start)  # resume unfinished jobs once the window is up
+    # once the window is up: resume unfinished jobs and start watching the folders (it walks them), off the GUI thread
+    QTimer.singleShot(0, lambda: run_task(session.start, owner=window))
     return window
 
 

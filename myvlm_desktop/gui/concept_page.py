@@ -38,6 +38,7 @@ class ConceptPage(QWidget):
         self.model = photo_model
         self.concept: dict | None = None
         self.train_jobs: dict[int, int] = {}  # job id -> concept id
+        self.finished_jobs: set[int] = set()
         self.list = QListWidget()
         self.list.setObjectName("conceptList")
         self.list.currentItemChanged.connect(self._picked)
@@ -187,12 +188,17 @@ class ConceptPage(QWidget):
         if "train" not in self.session.jobs.kinds:
             self.status.emit("Training concept embeddings is not part of this build yet.")
             return
-        params = {"concept": self.concept["id"]}
-        if force:
-            params["force"] = True
-        job = self.session.submit("train", params)
-        self.train_jobs[job.status.id] = self.concept["id"]
-        self._show_training(JobView(job.status.id, "train", "queued", 0, 0, "waiting for its turn", 0.0, None, None))
+        concept_id = self.concept["id"]
+        params = {"concept": concept_id, **({"force": True} if force else {})}
+        self._show_training(JobView(0, "train", "queued", 0, 0, "waiting for its turn", 0.0, None, None))
+        run_task(self.session.submit, "train", params, owner=self,  # recording the job is a database write
+                 on_done=lambda job: self._submitted(job, concept_id))
+
+    def _submitted(self, job, concept_id: int) -> None:
+        self.train_jobs[job.status.id] = concept_id
+        status = job.status  # it may have moved on (or finished: "already trained") before we knew its id
+        self._job_updated(JobView(status.id, status.kind, status.state, status.done, status.total, status.message,
+                                  status.fraction, status.eta_seconds, status.error))
 
     def cancel_training(self) -> None:
         for job_id, concept_id in self.train_jobs.items():
@@ -202,10 +208,12 @@ class ConceptPage(QWidget):
 
     def _job_updated(self, view: JobView) -> None:
         concept_id = self.train_jobs.get(view.id)
-        if concept_id is None:
+        if concept_id is None or view.id in self.finished_jobs:
             return
-        if view.state == "done" and "caption" in self.session.jobs.kinds:
-            self.session.submit("caption", {"concepts": [concept_id]})  # its photos get personalized captions
+        if view.state in ("done", "failed", "cancelled"):
+            self.finished_jobs.add(view.id)
+        if view.state == "done" and "caption" in self.session.jobs.kinds:  # its photos get personalized captions
+            run_task(self.session.submit, "caption", {"concepts": [concept_id]}, owner=self)
         if self.concept and concept_id == self.concept["id"]:
             self._show_training(view)
             if view.state == "done":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QFrame,
@@ -29,6 +31,7 @@ TITLES = {
     "caption": "Writing personalized captions",
 }
 FINISHED = ("done", "failed", "cancelled")
+FOLDERS = re.compile(r"(?:[A-Za-z]:)?[\\/](?:[^\\/\n]+[\\/])+")
 
 
 def job_title(kind: str) -> str:
@@ -38,10 +41,10 @@ def job_title(kind: str) -> str:
 class JobRow(QFrame):
     """One job: title, message, progress bar, ETA and its buttons."""
 
-    def __init__(self, view: JobView, queue, parent=None):
+    def __init__(self, view: JobView, queue, bridge, parent=None):
         super().__init__(parent)
         self.setObjectName("jobRow")
-        self.queue, self.job_id = queue, view.id
+        self.queue, self.bridge, self.job_id = queue, bridge, view.id
         self.title = QLabel(job_title(view.kind))
         self.title.setObjectName("jobTitle")
         self.message = muted()
@@ -85,7 +88,7 @@ class JobRow(QFrame):
             job.resume()
         else:
             job.pause()
-        self._show_state(job.status.state)
+        self.bridge.announce(job.status)  # every view shows it now, not at the job's next step
 
     def cancel(self) -> None:
         job = self._job()
@@ -97,7 +100,8 @@ class JobRow(QFrame):
         self.view = view
         self.bar.setValue(int(view.fraction * 1000))
         message = view.error if view.state == "failed" and view.error else view.message
-        self.message.setText(self.message.fontMetrics().elidedText(message or "", Qt.TextElideMode.ElideMiddle, 520))
+        short = FOLDERS.sub("", message or "")  # "index: /a/long/path/IMG_001.jpg" -> "index: IMG_001.jpg"
+        self.message.setText(self.message.fontMetrics().elidedText(short, Qt.TextElideMode.ElideMiddle, 520))
         self.message.setToolTip(message or "")
         self._show_state(view.state)
 
@@ -133,7 +137,7 @@ class JobsPanel(QWidget):
     def __init__(self, queue, bridge, parent=None):
         super().__init__(parent)
         self.setObjectName("jobsPanel")
-        self.queue = queue
+        self.queue, self.bridge = queue, bridge
         self.rows: dict[int, JobRow] = {}
         self.empty = muted("No jobs yet. Adding a folder starts one; so does Process in the toolbar.")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -163,7 +167,7 @@ class JobsPanel(QWidget):
     def update_job(self, view: JobView) -> None:
         row = self.rows.get(view.id)
         if row is None:
-            row = JobRow(view, self.queue)
+            row = JobRow(view, self.queue, self.bridge)
             self.rows[view.id] = row
             self.list.insertWidget(0, row)
             self.empty.hide()

@@ -332,7 +332,7 @@ class MainWindow(QMainWindow):
         if any(j.status.kind == "process" for j in self.session.jobs.active()):
             self.flash("The library is already being processed.")
             return
-        self.session.process_all()
+        run_task(self.session.process_all, owner=self)  # recording the job is a database write
 
     def run_search(self, query: str) -> None:
         self.last_query = query

@@ -19,6 +19,8 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from PySide6.QtCore import Qt
+
 SIZE = (1320, 820)
 
 
@@ -59,7 +61,7 @@ def build_library(session, folder: Path) -> dict:
     job.wait()
     facts = {"process": job.status.state, "result": job.status.result}
     clusters = [c for c in session.clusters() if c["kind"] == "face"]
-    names = iter(["Alice", "Bob"])
+    names = iter(["Alice", "Mia"])
     for cluster in clusters[:2]:
         session.people_op("name_cluster", cluster["id"], next(names), kind="person")
     cat = next((p for p in session.photo_page(0, 100) if os.path.basename(p[2]) == "chelsea.png"), None)
@@ -144,12 +146,16 @@ def render(outdir: Path, work: Path) -> list[Path]:
     for i, photo in enumerate(sorted(more.iterdir())):  # other copies, so the scan has real work to do
         photo.rename(more / f"copy_{i:02d}{photo.suffix}")
     session.library.add_folder(more)
-    job = session.submit("scan")
-    job.pause()
+    job = session.process_all()
     window.jobs_dock.show()
+    window.resizeDocks([window.jobs_dock], [170], Qt.Orientation.Vertical)
+    deadline = time.monotonic() + 300
+    while job.status.fraction < 0.3 and not job.done_event.is_set() and time.monotonic() < deadline:
+        settle(app, window, 0.1)  # pause it part-way through finding faces, as a user might
+    window.jobs_panel.rows[job.status.id].toggle_pause()  # the row's pause button
     settle(app, window)
     shots.append(save(window, outdir, "jobs"))
-    job.resume()
+    window.jobs_panel.rows[job.status.id].toggle_pause()
     job.wait()
 
     dialog = SettingsDialog(session.settings, session.library.folders(), str(session.library.root), window)

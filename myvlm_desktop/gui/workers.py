@@ -125,6 +125,11 @@ class JobBridge(QObject):
         """Stop relaying: core threads outlive the window and must not call into Qt objects being destroyed."""
         self.closed = True
 
+    def announce(self, status) -> None:
+        """Relay a change the GUI made itself (pause, resume): the job reports it only at its next step."""
+        self._last.pop(status.id, None)
+        self._listen(status)
+
     def _listen(self, status) -> None:  # called on the job's thread
         if self.closed:
             return

@@ -59,6 +59,9 @@ ARCFACE = ClusterParams(min_faces=2, max_distance=0.5, neighbours=16, suggest_di
 # 7 groups (pairwise F1 0.347, recall 0.21): SSCD groups near-duplicate shots of an animal, not all
 # of its photos, which is what a candidate needs to be (the user names it and adds photos).
 SSCD = ClusterParams(min_faces=2, max_distance=0.6, neighbours=16, suggest_distance=0.65)
+# OpenCLIP image features (the "clip" embedder): NOT calibrated, its weights cannot be fetched here. CLIP
+# places photos of one subject in one scene at cosine similarity ~0.85-0.95; 0.15 keeps to that.
+CLIP = ClusterParams(min_faces=2, max_distance=0.15, neighbours=16, suggest_distance=0.2)
 
 
 def params_for(engine: str, dim: int | None = None) -> ClusterParams:
@@ -68,7 +71,9 @@ def params_for(engine: str, dim: int | None = None) -> ClusterParams:
         return DLIB
     if any(word in name for word in ("arcface", "insightface", "buffalo", "antelope")):
         return ARCFACE
-    if any(word in name for word in ("sscd", "clip", "image")):
+    if "clip" in name:
+        return CLIP
+    if any(word in name for word in ("sscd", "image")):
         return SSCD
     if dim == 128:
         return DLIB
@@ -221,6 +226,7 @@ def cluster_all(vectors: np.ndarray, params: ClusterParams, index: VectorIndex |
     """
     ids = np.arange(len(vectors), dtype=np.int64)
     k = max(params.neighbours, params.min_faces)
-    neighbours = index.search(vectors, k) if index is not None else self_knn(vectors, ids, k, exact_limit)
+    neighbours = (index.search(vectors, k) if index is not None
+                  else self_knn(vectors, ids, k, exact_limit, max_distance=params.max_distance))
     labels = cluster_items(None, ids, None, params, neighbours=neighbours)
     return np.where(labels < 0, -labels - 1, -1)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..library.db import Database
 
@@ -219,42 +220,78 @@ BULK_NPROBE = 4
 
 
 def self_knn(vectors: np.ndarray, rows: np.ndarray, k: int, exact_limit: int = BULK_EXACT_LIMIT,
-             nprobe: int = BULK_NPROBE) -> tuple[np.ndarray, np.ndarray]:
+             nprobe: int = BULK_NPROBE, max_distance: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest of vectors[rows] among all `vectors`: (cosine distances, positions), nearest first.
 
-    Exact (a flat FAISS index) up to `exact_limit` vectors. Beyond, the same inverted-file idea as an IVF
-    index, computed differently: spherical k-means lists (trained on a sample), and for each list one
-    matrix product of the queries probing it against its members. FAISS's own IVF search scans list by
-    list per query (8x slower than BLAS on two cores in our measurements); here all queries of a list
-    share one BLAS call, which is what makes the full re-cluster of a million faces fit in minutes.
+    Missing entries have position -1 (distance inf); with `max_distance`, neighbours farther than that
+    are left out (all the clustering looks at), which saves most of the sorting.
+
+    Exact (a flat FAISS index) up to `exact_limit` vectors. Beyond, the idea of an IVF index computed
+    differently: spherical k-means lists, trained and assigned in a 64-D PCA projection (cheap), and for
+    each list ONE matrix product of all the queries probing it against its members, at full dimension
+    (exact similarities). FAISS's own IVF search scans list by list per query: 8x slower than BLAS on
+    two cores in our measurements; sharing one BLAS call per list is what lets a million faces be
+    re-clustered in minutes.
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     rows = np.asarray(rows, np.int64)
     n = len(vectors)
     k = max(1, min(k, n))
     if n <= exact_limit:
+        if not len(rows):
+            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
         index = faiss.IndexFlatIP(vectors.shape[1])
         index.add(vectors)
-        sims, found = index.search(vectors[rows], k) if len(rows) else (np.zeros((0, k)), np.zeros((0, k), np.int64))
-        return np.where(found >= 0, 1.0 - sims, np.inf).astype(np.float32), found.astype(np.int64)
-    return _blocked_ivf_knn(vectors, rows, k, nprobe)
+        sims, found = index.search(vectors[rows], k)
+        dist = np.where(found >= 0, 1.0 - sims, np.inf).astype(np.float32)
+        if max_distance is not None:
+            found = np.where(dist <= max_distance, found, -1)
+            dist = np.where(found >= 0, dist, np.inf).astype(np.float32)
+        return dist, found.astype(np.int64)
+    return _blocked_ivf_knn(vectors, rows, k, nprobe, max_distance)
 
 
-def _blocked_ivf_knn(vectors: np.ndarray, rows: np.ndarray, k: int, nprobe: int, block: int = 1 << 22):
+COARSE_DIM = 64
+
+
+def _coarse_lists(vectors: np.ndarray, nprobe: int) -> tuple[np.ndarray, int]:
+    """For every vector its `nprobe` nearest lists (the first is its own), from k-means in a PCA projection."""
     n, dim = vectors.shape
-    nlist = int(np.clip(np.sqrt(n * nprobe), 16, 65536))
-    kmeans = faiss.Kmeans(dim, nlist, niter=8, spherical=True, seed=1, max_points_per_centroid=32)
+    rng = np.random.default_rng(0)
+    reduced = vectors
+    if dim > COARSE_DIM:  # the main axes of a sample (uncentred: the k-means is on the sphere)
+        sample = vectors[rng.choice(n, min(n, 20_000), replace=False)]
+        _, axes = np.linalg.eigh(sample.T @ sample)
+        reduced = vectors @ np.ascontiguousarray(axes[:, -COARSE_DIM:])
+        reduced /= np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)
+    nlist = int(np.clip(np.sqrt(nprobe * n * dim / reduced.shape[1]), 16, 65536))
+    kmeans = faiss.Kmeans(reduced.shape[1], nlist, niter=6, spherical=True, seed=1, max_points_per_centroid=16)
     kmeans.cp.min_points_per_centroid = 1
-    kmeans.train(vectors)
-    quantizer = faiss.IndexFlatIP(dim)
+    kmeans.train(reduced)
+    quantizer = faiss.IndexFlatIP(reduced.shape[1])
     quantizer.add(kmeans.centroids)
-    _, home = quantizer.search(vectors, 1)
-    _, probes = quantizer.search(vectors[rows], nprobe)
-    members_of = _groups(home[:, 0], nlist)
-    queries_of = _groups(probes.ravel(), nlist)
+    _, probes = quantizer.search(reduced, nprobe)
+    return probes, nlist
+
+
+def _blocked_ivf_knn(vectors, rows, k, nprobe, max_distance, block: int = 1 << 22):
+    probes, nlist = _coarse_lists(vectors, nprobe)
+    members_of = _groups(probes[:, 0], nlist)
+    queries_of = _groups(probes[rows].ravel(), nlist)
     query_row = np.repeat(np.arange(len(rows)), nprobe)
+    floor = -np.inf if max_distance is None else 1.0 - max_distance
     best_s = np.full((len(rows), k), -np.inf, np.float32)
     best_i = np.full((len(rows), k), -1, np.int64)
+    queries = vectors if len(rows) == len(vectors) and (rows == np.arange(len(rows))).all() else vectors[rows]
+    with threadpool_limits(1, user_api="blas"):  # many small products: BLAS threads only cost here
+        _scan_lists(vectors, queries, members_of, queries_of, query_row, best_s, best_i, k, floor, block)
+    order = np.argsort(-best_s, axis=1)
+    best_s = np.take_along_axis(best_s, order, 1)
+    best_i = np.take_along_axis(best_i, order, 1)
+    return np.where(best_i >= 0, 1.0 - best_s, np.inf).astype(np.float32), best_i
+
+
+def _scan_lists(vectors, queries, members_of, queries_of, query_row, best_s, best_i, k, floor, block) -> None:
     for members, probing in zip(members_of, queries_of):
         if not len(members) or not len(probing):
             continue
@@ -263,11 +300,7 @@ def _blocked_ivf_knn(vectors: np.ndarray, rows: np.ndarray, k: int, nprobe: int,
         step = max(1, block // len(members))
         for start in range(0, len(qs), step):
             part = qs[start:start + step]
-            _merge_top(best_s, best_i, part, vectors[rows[part]] @ base.T, members, k)
-    order = np.argsort(-best_s, axis=1)
-    best_s = np.take_along_axis(best_s, order, 1)
-    best_i = np.take_along_axis(best_i, order, 1)
-    return np.where(best_i >= 0, 1.0 - best_s, np.inf).astype(np.float32), best_i
+            _merge_top(best_s, best_i, part, queries[part] @ base.T, members, k, floor)
 
 
 def _groups(labels: np.ndarray, count: int) -> list[np.ndarray]:
@@ -277,11 +310,18 @@ def _groups(labels: np.ndarray, count: int) -> list[np.ndarray]:
     return [order[bounds[i]:bounds[i + 1]] for i in range(count)]
 
 
-def _merge_top(best_s, best_i, part, sims, members, k) -> None:
-    """Keep, for each query row in `part`, the k largest similarities seen so far."""
-    m = sims.shape[1]
-    if m > k:
-        top = np.argpartition(sims, m - k, axis=1)[:, m - k:]
+def _merge_top(best_s, best_i, part, sims, members, k, floor) -> None:
+    """Keep, for each query row in `part`, the k largest similarities >= floor seen so far."""
+    if floor > -np.inf:
+        hit = sims >= floor
+        has = hit.any(axis=1)
+        if not has.any():
+            return
+        sims = np.where(hit[has], sims[has], -np.inf)
+        part = part[has]
+    width = sims.shape[1]
+    if width > k:
+        top = np.argpartition(sims, width - k, axis=1)[:, width - k:]
         cand_s, cand_i = np.take_along_axis(sims, top, 1), members[top]
     else:
         cand_s, cand_i = sims, np.broadcast_to(members, sims.shape)

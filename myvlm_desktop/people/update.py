@@ -199,7 +199,8 @@ def _run(db: Database, kind, full: bool, params: ClusterParams | None, progress:
     if bulk:
         vectors = kind.vectors(conn, items.ids)
         params = params or params_for(kind.engine, vectors.shape[1])
-        dist, found = self_knn(vectors, np.flatnonzero(free), max(params.neighbours, params.min_faces))
+        dist, found = self_knn(vectors, np.flatnonzero(free), max(params.neighbours, params.min_faces),
+                               max_distance=params.max_distance)
         neighbours = (dist, np.where(found >= 0, items.ids[np.maximum(found, 0)], -1))
     else:
         params = params or params_for(kind.engine, index.dim)

@@ -387,6 +387,7 @@ class AppSession:
         if captions is None:
             raise ModelUnavailable("vision-language model", "answers about photos are not part of this build",
                                    "Install the full app.")
+        self.vlm_weights()  # says at once when the weights are absent, before loading transformers
         backend = captions.shared_backend(**self.vlm_options())
         return captions.answer_photo(self.library, photo_id, question, backend, on_token=on_token)
 

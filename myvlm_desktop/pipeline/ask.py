@@ -96,7 +96,7 @@ def _find_concepts(conn: sqlite3.Connection, q: Question) -> str:
         if re.search(pattern, rest, re.IGNORECASE):
             _note(q, row, row["name"])
             rest = re.sub(pattern, " ", rest, flags=re.IGNORECASE)
-    if not q.concepts and not q.unknown:  # "How many photos of Bob?" with no Bob: say so, don't guess
+    if not q.unknown:  # "How many photos of Bob?" with no Bob: say so rather than answer about everyone
         for match in _NAME_CUE.finditer(rest):
             words = [re.sub(r"'s$", "", w) for w in match.group(1).split()]
             if words[0].lower() in _NOT_NAMES:
@@ -313,24 +313,24 @@ def _photos_of(conn, q: Question, photos: _Photos) -> list[Fact]:
 
 
 def _where(conn, q: Question, photos: _Photos) -> list[Fact]:
-    groups = [[c] for c in q.concepts] or [[]]
-    facts = []
-    for group in groups:
-        ids = [c["id"] for c in group]
-        places = photos.places(ids)
-        subject = _who(group) if group else "Your photos"
-        if not places:
-            n = photos.count(ids)
-            facts.append(Fact("places", f"None of the {_photos_word(n)}{' of ' + subject if group else ''}"
-                              f"{q.period} has a location.", names=tuple(c["name"] for c in group),
-                              data={"count": n, "places": []}))
-            continue
-        spots = "; ".join(f"{lat:.3f}, {lon:.3f} ({_photos_word(n)})" for lat, lon, n in places)
-        verb = "was photographed" if group else "were taken"
-        facts.append(Fact("places", f"{subject} {verb} at {len(places)} place{'s' if len(places) > 1 else ''}"
-                          f"{q.period}: {spots}.", names=tuple(c["name"] for c in group),
-                          data={"places": [{"lat": lat, "lon": lon, "photos": n} for lat, lon, n in places]}))
-    return facts
+    return [_places(q, group, photos) for group in ([[c] for c in q.concepts] or [[]])]
+
+
+def _places(q: Question, group: list[dict], photos: _Photos) -> Fact:
+    ids, names = [c["id"] for c in group], tuple(c["name"] for c in group)
+    n = photos.count(ids)
+    if not n:
+        return _none_found(q, group)
+    places = photos.places(ids)
+    subject = _who(group) if group else "Your photos"
+    if not places:
+        return Fact("places", f"None of the {_photos_word(n)}{' of ' + subject if group else ''}{q.period} "
+                    "has a location.", names=names, data={"count": n, "places": []})
+    spots = "; ".join(f"{lat:.3f}, {lon:.3f} ({_photos_word(k)})" for lat, lon, k in places)
+    verb = "was photographed" if group else "were taken"
+    return Fact("places", f"{subject} {verb} at {len(places)} place{'s' if len(places) > 1 else ''}{q.period}: "
+                f"{spots}.", names=names,
+                data={"places": [{"lat": lat, "lon": lon, "photos": k} for lat, lon, k in places]})
 
 
 def _who_facts(conn, q: Question, photos: _Photos) -> list[Fact]:

@@ -73,8 +73,8 @@ def concept_versions(concept_ids, states: dict[int, ConceptState]) -> dict[str, 
 class _Vectors:
     """Concept embeddings loaded once per run; a damaged file means captions without that concept."""
 
-    def __init__(self, states: dict[int, ConceptState]):
-        self.states, self._loaded = states, {}
+    def __init__(self, states: dict[int, ConceptState], dim: int):
+        self.states, self.dim, self._loaded = states, dim, {}
 
     def for_concepts(self, concept_ids) -> list:
         from ..vlm.concept import ConceptFileError, load_concept_vector
@@ -85,14 +85,22 @@ class _Vectors:
             if state is None or state.vector_file is None:
                 continue
             if cid not in self._loaded:
-                try:
-                    self._loaded[cid] = load_concept_vector(state.vector_file)
-                except ConceptFileError as exc:
-                    log.warning("%s", exc)
-                    self._loaded[cid] = None
+                self._loaded[cid] = self._load(state, load_concept_vector, ConceptFileError)
             if self._loaded[cid] is not None:
                 vectors.append(self._loaded[cid])
         return vectors
+
+    def _load(self, state: ConceptState, load, error):
+        try:
+            vector = load(state.vector_file)
+        except error as exc:
+            log.warning("%s", exc)
+            return None
+        if vector.vector.numel() != self.dim:  # trained for another size of model: retraining fixes it
+            log.warning("%s: its embedding has %d values, this VLM takes %d; retrain it", state.name,
+                        vector.vector.numel(), self.dim)
+            return None
+        return vector
 
 
 # -- which photos need a caption ----------------------------------------------------------------------------
@@ -136,7 +144,7 @@ def caption_library(library: Library, backend, control: JobControl | None = None
     """Caption every photo that needs it; {"captioned", "up_to_date", "errors"}. Cancel raises jobs.Cancelled."""
     states = concept_states(library, backend.name)
     todo, considered = stale_photos(library, backend, states, concepts, photo_ids)
-    vectors = _Vectors(states)
+    vectors = _Vectors(states, backend.concept_dim)
     counts = {"captioned": 0, "up_to_date": considered - len(todo), "errors": 0}
     for done, photo_id in enumerate(todo):
         if control is not None:
@@ -213,7 +221,7 @@ def caption_photo(library: Library, photo: int | str | os.PathLike, backend,
     """{"caption", "concepts", "backend"} for a library photo (stored) or any image file (not stored)."""
     photo_id, image, concept_ids = _open_photo(library, photo)
     states = concept_states(library, backend.name)
-    result = backend.caption(image, _Vectors(states).for_concepts(concept_ids), on_token=on_token)
+    result = backend.caption(image, _Vectors(states, backend.concept_dim).for_concepts(concept_ids), on_token=on_token)
     if photo_id is not None:
         library.db.write(store_caption, photo_id, result, concept_versions(concept_ids, states))
         library.db.notify("captions", photo_id)
@@ -227,7 +235,7 @@ def answer_photo(library: Library, photo: int | str | os.PathLike, question: str
         raise ValueError("ask a question, like: What is <Alice> doing?")
     photo_id, image, concept_ids = _open_photo(library, photo)
     states = concept_states(library, backend.name)
-    result = backend.answer(image, question.strip(), _Vectors(states).for_concepts(concept_ids), on_token=on_token)
+    result = backend.answer(image, question.strip(), _Vectors(states, backend.concept_dim).for_concepts(concept_ids), on_token=on_token)
     if photo_id is not None:
         library.db.write(store_answer, photo_id, question.strip(), result)
         library.db.notify("answers", photo_id)

@@ -108,7 +108,7 @@ def index_library(library: Library, control=None, face_engine: str = "auto", emb
     embedder_id = image_embedder.engine_id if image_embedder else None
     run = _Run(library, engine_id, embedder_id, pending(library, engine_id, embedder_id),
                control.progress if control is not None else None)
-    pool = _executor(engine, image_embedder, face_engine, embedder, models_dir, workers, len(run.tasks))
+    pool = _executor(engine, image_embedder, models_dir, workers, len(run.tasks))
     try:
         work = _run_in_process if isinstance(pool, ProcessPoolExecutor) else PhotoWorker(engine, image_embedder)
         run.consume(pool, work, run.tasks, 2 * workers)
@@ -186,11 +186,11 @@ def pending(library: Library, engine_id: str | None, embedder_id: str | None) ->
 
 
 # -- running the work ---------------------------------------------------------------------------------------
-def _executor(engine, image_embedder, face_name, embedder_name, models_dir, workers: int, count: int) -> Executor:
-    gil_bound = engine is not None and not engine.releases_gil
-    if gil_bound and workers > 1 and count >= PROCESS_MIN:
-        names = (face_name if engine else None, embedder_name if image_embedder else None)
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+def _executor(engine, image_embedder, models_dir, workers: int, count: int) -> Executor:
+    """Threads, or worker processes (spawned: safe beside the GUI's threads) when dlib would hold the GIL."""
+    if engine is not None and not engine.releases_gil and workers > 1 and count >= PROCESS_MIN:
+        names = (engine.name, image_embedder.name if image_embedder else None)
+        return ProcessPoolExecutor(min(workers, count), mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_process, initargs=(*names, str(models_dir)))
     return ThreadPoolExecutor(workers, thread_name_prefix="index")
 

@@ -9,18 +9,17 @@
 
 from __future__ import annotations
 
-import inspect
-import threading
-
 import numpy as np
 
 from ..models.errors import ModelUnavailable
 from ..models.registry import find_model, spec
 from .arrays import as_rgb, cpu_threads, l2_normalise, onnx_providers, resize_to
+from .shared import shared_instance
 
 
 class ImageEmbedder:
     name = ""
+    model = ""  # the registry entry of its weights
     version = ""
     dim = 0
 
@@ -38,6 +37,7 @@ class ImageEmbedder:
 
 class SscdEmbedder(ImageEmbedder):
     name = "sscd"
+    model = "sscd"
     version = "distilled-320"
     dim = 512
     size = 320
@@ -68,6 +68,7 @@ class ClipEmbedder(ImageEmbedder):
     """OpenCLIP image features; `model` is a registry name (clip-vit-h-14-384 or clip-vit-b-32)."""
 
     name = "clip"
+    model = "clip-vit-h-14-384"  # or clip-vit-b-32: both come from the hub
 
     def __init__(self, model: str | None = None, models_dir=None, device: str | None = None):
         try:
@@ -115,8 +116,6 @@ class ClipEmbedder(ImageEmbedder):
 
 
 EMBEDDERS = {"sscd": SscdEmbedder, "clip": ClipEmbedder}
-_cache: dict[tuple, ImageEmbedder] = {}
-_lock = threading.Lock()
 
 
 def get_image_embedder(name: str = "sscd", **options) -> ImageEmbedder:
@@ -124,9 +123,4 @@ def get_image_embedder(name: str = "sscd", **options) -> ImageEmbedder:
     name = (name or "sscd").lower()
     if name not in EMBEDDERS:
         raise ModelUnavailable(f"image embedder {name}", "unknown embedder", "Choose sscd or clip.")
-    key = (name, tuple(sorted((k, repr(v)) for k, v in options.items())))
-    with _lock:
-        if key not in _cache:
-            cls = EMBEDDERS[name]
-            _cache[key] = cls(**{k: v for k, v in options.items() if k in inspect.signature(cls).parameters})
-        return _cache[key]
+    return shared_instance(EMBEDDERS[name], options)

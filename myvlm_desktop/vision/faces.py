@@ -11,7 +11,6 @@ Pure compute (arrays in, arrays out). Two engines behind one interface:
 from __future__ import annotations
 
 import contextlib
-import inspect
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -21,12 +20,15 @@ import numpy as np
 from ..models.errors import ModelUnavailable
 from ..models.registry import find_model
 from .arrays import as_rgb, keep_qt_environment, l2_normalise, onnx_providers, resize
+from .shared import shared_instance
 
 # Cosine distance (1 - cos of the normalised 128-D vectors) under which two dlib faces are one person.
-# Calibrated by benchmarks/calibrate_faces.py on faces_jurassic's clean subset (see DLIB_CALIBRATION).
-# 0.085 keeps false accepts at 0.66% (21 of 3169 different-person pairs) with 17% false rejects (of 836
-# same-person pairs), on the largest face of 90 photos of 6 people; the lowest FAR+FRR sits at 0.090
-# (1.8% / 15.4%). Same scale as dlib's usual 0.6 Euclidean distance on its unnormalised (~1.5 long) vectors.
+# Calibrated by benchmarks/calibrate_faces.py on faces_jurassic's clean subset (113 photos without
+# quality_flag / multi_face_note; the largest face of each: 89 faces of 6 people, 832 same-person and
+# 3084 different-person pairs): at 0.085, 0.65% of different-person pairs fall under it (false accepts)
+# and 16.6% of same-person pairs above it (false rejects); the lowest FAR+FRR is at 0.090 (1.8% / 15.0%).
+# We take the stricter value: merging two people costs the user more than splitting one. It matches
+# dlib's usual 0.6 Euclidean distance on its unnormalised (about 1.5 long) vectors.
 DLIB_THRESHOLD = 0.085
 
 # ArcFace buffalo_l: Immich's default max_distance for this model (cosine distance). Not calibrated here:
@@ -39,8 +41,10 @@ class Detection:
     """A face found by `detect`: box and landmarks in pixels of the array given."""
 
     box: tuple[float, float, float, float]  # x1, y1, x2, y2
-    landmarks: np.ndarray                    # (5, 2) float32, in the engine's own point order
-    score: float
+    # (5, 2) float32 in the engine's own order: dlib, the corners of both eyes and the base of the nose;
+    # insightface, the eye centres, the nose tip and the mouth corners
+    landmarks: np.ndarray
+    score: float                             # the detector's own scale (dlib HOG: SVM margin; SCRFD: 0-1)
 
 
 @dataclass
@@ -55,6 +59,7 @@ class FaceEngine:
     """Detect, align and embed. Subclasses set name, version, dim and threshold."""
 
     name = ""
+    model = ""  # the registry entry of its weights
     version = ""
     dim = 0
     threshold = 0.0  # cosine distance under which two faces are the same person
@@ -103,6 +108,7 @@ class DlibEngine(FaceEngine):
     """
 
     name = "dlib"
+    model = "dlib"  # its registry entry
     version = "resnet_v1"
     dim = 128
     threshold = DLIB_THRESHOLD
@@ -124,6 +130,8 @@ class DlibEngine(FaceEngine):
             self._hog = dlib.get_frontal_face_detector()
         self.detector, self.max_side, self.upsample = detector, max_side, upsample
         self.verify_below = verify_below if detector == "hog" else None
+        if detector == "cnn":
+            self.name = "dlib-cnn"
         self._lock = threading.RLock()
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
@@ -200,6 +208,7 @@ class DlibCnnEngine(DlibEngine):
     """dlib with its MMOD CNN detector instead of HOG: finds more turned and small faces, slow on a CPU."""
 
     name = "dlib-cnn"
+    model = "dlib-cnn"
 
     def __init__(self, max_side: int | None = 1024, upsample: int | str = "auto", models_dir=None):
         super().__init__(max_side=max_side, upsample=upsample, detector="cnn", models_dir=models_dir)
@@ -221,6 +230,7 @@ class InsightFaceEngine(FaceEngine):
     """buffalo_l: SCRFD-10G detector at `det_size` + ArcFace R50 (512-D) on 112x112 aligned crops."""
 
     name = "insightface"
+    model = "insightface-buffalo_l"
     version = "buffalo_l"
     dim = 512
     threshold = INSIGHTFACE_THRESHOLD
@@ -269,8 +279,6 @@ class InsightFaceEngine(FaceEngine):
 
 # -- choosing an engine ------------------------------------------------------------------------------------
 ENGINES = {"dlib": DlibEngine, "dlib-cnn": DlibCnnEngine, "insightface": InsightFaceEngine}
-_cache: dict[tuple, FaceEngine] = {}
-_lock = threading.Lock()
 
 
 def get_face_engine(name: str = "auto", **options) -> FaceEngine:
@@ -290,18 +298,7 @@ def get_face_engine(name: str = "auto", **options) -> FaceEngine:
     if name not in ENGINES:
         raise ModelUnavailable(f"face engine {name}", "unknown engine",
                                f"Choose one of: auto, {', '.join(ENGINES)}.")
-    cls = ENGINES[name]
-    options = accepted_options(cls, options)  # "auto" options fit either engine
-    key = (name, tuple(sorted((k, repr(v)) for k, v in options.items())))
-    with _lock:
-        if key not in _cache:
-            _cache[key] = cls(**options)
-        return _cache[key]
-
-
-def accepted_options(cls, options: dict) -> dict:
-    accepted = inspect.signature(cls).parameters
-    return {k: v for k, v in options.items() if k in accepted}
+    return shared_instance(ENGINES[name], options)
 
 
 def match_boxes(old: list, new: list, min_iou: float = 0.5) -> dict[int, int]:

@@ -165,7 +165,7 @@ class ConceptTrainer:
             on_checkpoint: Callable[[ConceptTrainer], None] | None = None) -> torch.Tensor:
         """Train until `settings.steps`; `on_step` may raise to stop (the last checkpoint stays valid)."""
         s = self.settings
-        with self.backend.recording_attentions(s.regularise):
+        with self.backend.recording_attentions():  # eager attention: the maps, and on CPU a faster backward
             while self.step < s.steps:
                 loss = self.train_step()
                 if on_step:

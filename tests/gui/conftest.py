@@ -121,5 +121,12 @@ def many_photos(tmp_path_factory) -> Path:
     return make_photos(tmp_path_factory.mktemp("many") / "photos", 300, size=(480, 360))
 
 
+def scan_folder(qtbot, session, folder: Path) -> None:
+    """Add a folder and scan it (no faces: for tests about the views, not about indexing)."""
+    session.library.add_folder(folder)
+    assert session.scan().wait(60).state == "done"
+    qtbot.wait(10)
+
+
 def wait_jobs(qtbot, session, timeout: int = 60000) -> None:
     qtbot.waitUntil(lambda: bool(session.jobs.jobs) and not session.jobs.active(), timeout=timeout)

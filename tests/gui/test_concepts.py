@@ -31,6 +31,7 @@ def test_training_shows_progress_and_eta_and_stops_at_once_on_cancel(window, ses
 
     qtbot.mouseClick(page.train_button, Qt.MouseButton.LeftButton)
     assert page.bar.isVisible() and page.cancel_button.isVisible() and not page.train_button.isEnabled()
+    qtbot.waitUntil(lambda: bool(page.train_jobs))
     job = session.jobs.jobs[next(iter(page.train_jobs))]
     steps: list[float] = []
     window.jobs_bridge.updated.connect(lambda view: view.id == job.status.id and view.message.startswith("step")

@@ -12,15 +12,18 @@ from tests.gui.conftest import make_photos, wait_jobs
 
 
 def test_adding_a_folder_scans_it_in_the_background_and_fills_the_grid(window, session, qtbot, tmp_path):
-    folder = make_photos(tmp_path / "photos", 30)
+    folder = make_photos(tmp_path / "photos", 6)
     window.add_folders([str(folder)])
     wait_jobs(qtbot, session)
     assert [j.status.state for j in session.jobs.jobs.values()] == ["done"]
-    qtbot.waitUntil(lambda: window.library_model.rowCount() == 30)
-    assert window.library_count.text() == "30 photos"
+    stages = {s["stage"]: s for s in session.jobs.jobs[1].status.result}
+    assert stages["scan"]["result"]["indexed"] == 6 and stages["index"]["result"]["photos"] == 6
+    qtbot.waitUntil(lambda: window.library_model.rowCount() == 6)
+    assert window.library_count.text() == "6 photos"
     assert window.library_body.currentWidget() is window.library_grid
     row = next(iter(window.jobs_panel.rows.values()))
-    assert row.view.state == "done" and row.bar.value() == 1000
+    qtbot.waitUntil(lambda: row.view.state == "done")  # the last update crosses threads as a queued signal
+    assert row.bar.value() == 1000 and row.eta.text() == "done"
     assert window.job_indicator.label.text() == "All done"
 
 
@@ -70,9 +73,9 @@ def test_closing_the_window_during_a_job_loses_nothing(app, qtbot, tmp_path, man
     window = MainWindow(first)  # owns the session: closing the window closes it
     qtbot.addWidget(window)
     window.show()
-    window.add_folders([str(folder)])
+    first.library.add_folder(folder)
+    job_id = first.scan().status.id
     qtbot.waitUntil(lambda: first.photo_count() > 0, timeout=30000)  # a first batch is stored
-    job_id = first.jobs.active()[0].status.id
     window.close()
     assert first._closed
 

@@ -12,7 +12,7 @@ from myvlm_desktop.gui.images import ImageCache
 from myvlm_desktop.gui.models import PAGE, THUMB_ROLE, PhotoListModel, PhotoSource
 from myvlm_desktop.gui.widgets import PhotoGrid
 from myvlm_desktop.pipeline.app import load_settings
-from tests.gui.conftest import make_photos, wait_jobs
+from tests.gui.conftest import make_photos, scan_folder, wait_jobs
 
 
 def test_the_grid_fetches_100000_photos_a_page_at_a_time(app, qtbot, tmp_path):
@@ -85,8 +85,7 @@ def test_search_shows_matching_photos_and_the_viewer_walks_through_them(window, 
     folder = make_photos(tmp_path / "photos", 12)
     for i, path in enumerate(sorted(folder.iterdir())):
         path.rename(folder / (f"beach_{i}.jpg" if i < 5 else f"city_{i}.jpg"))
-    window.add_folders([str(folder)])
-    wait_jobs(qtbot, session)
+    scan_folder(qtbot, session, folder)
     window.search_bar.setText("beach")
     qtbot.keyClick(window.search_bar, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: window.current_page() == "search" and window.search_model.rowCount() == 5)
@@ -104,9 +103,7 @@ def test_search_shows_matching_photos_and_the_viewer_walks_through_them(window, 
 
 
 def test_viewer_draws_face_boxes_with_names_and_the_newest_caption(window, session, qtbot, tmp_path):
-    folder = make_photos(tmp_path / "photos", 1, size=(400, 300))
-    window.add_folders([str(folder)])
-    wait_jobs(qtbot, session)
+    scan_folder(qtbot, session, make_photos(tmp_path / "photos", 1, size=(400, 300)))
     photo_id = session.photo_page(0, 1)[0][0]
 
     def annotate(conn):  # what indexing, naming and captioning leave in the library

@@ -77,6 +77,7 @@ def test_questions_are_parsed_into_concepts_intents_and_periods(known):
     assert q.intents == ["where"] and q.years == (2022, 2024)
     assert ask.parse_question(conn, "How many photos of <Bob>?").unknown == ["<Bob>"]
     assert ask.parse_question(conn, "When did I first see Bob?").unknown == ["<Bob>"]
+    assert ask.parse_question(conn, "Which photos show Alice and Bob together?").unknown == ["<Bob>"]
     assert ask.parse_question(conn, "How many photos did I take in May?").unknown == []
 
 

@@ -17,7 +17,6 @@ import torch
 from myvlm_desktop.cli import main as cli
 from myvlm_desktop.library.db import now
 from myvlm_desktop.library.search import search
-from myvlm_desktop.library.store import Library
 from myvlm_desktop.library.text import update_photo_text
 from myvlm_desktop.pipeline.captions import caption_job, caption_library, vector_path
 from myvlm_desktop.pipeline.jobs import JobQueue
@@ -95,7 +94,7 @@ def a_word(text: str) -> str | None:
     return words[0] if words else None
 
 
-def test_caption_job_captions_every_photo_and_search_finds_them(lib, backend):
+def test_caption_job_captions_every_photo_and_search_finds_them(lib, backend, capsys):
     assert caption_library(lib, backend) == {"captioned": 4, "up_to_date": 0, "errors": 0}
     rows = {pid: r[-1] for pid, r in captions(lib).items()}
     assert sorted(rows) == [1, 2, 3, 4]
@@ -114,6 +113,10 @@ def test_caption_job_captions_every_photo_and_search_finds_them(lib, backend):
         searched += 1
     assert searched >= 2, "the tiny model's captions should hold some plain words"
     assert {h["photo_id"] for h in search(lib.db, "Rex")} == {2, 3}  # concept names are words too
+    word = next(w for w in (a_word(rows[pid]["text"]) for pid in (1, 2)) if w)
+    assert cli(["--data-dir", str(lib.root), "search", f"{word} @Alice", "--json"]) == 0
+    found = {r["path"] for r in json.loads(capsys.readouterr().out)}
+    assert found and found <= {lib.photo(1)["path"], lib.photo(2)["path"]}
     assert caption_library(lib, backend) == {"captioned": 0, "up_to_date": 4, "errors": 0}  # nothing to do
 
 
@@ -212,6 +215,9 @@ def test_cli_caption_and_ask_a_photo(lib, tiny_vlm, capsys):
     stored = lib.db.read().execute("SELECT * FROM answers WHERE photo_id = 2").fetchone()
     assert stored["question"] == "What is <Rex> holding?" and stored["answer"] == out["answer"]
     assert {h["photo_id"] for h in search(lib.db, "holding")} == {2}  # questions are searchable
+
+    assert cli([*base, "caption", "--all", *model]) == 0
+    assert json.loads(capsys.readouterr().out) == {"captioned": 3, "up_to_date": 1, "errors": 0}
 
 
 def test_cli_without_vlm_weights_says_so_and_fails(lib, capsys):

@@ -1,0 +1,63 @@
+"""The insightface engine's own code, run through the insightface package on stand-in buffalo_l files
+(the real weights cannot be downloaded here; see fake_buffalo.py)."""
+
+import numpy as np
+import pytest
+
+from myvlm_desktop.vision.faces import auto_choice, get_face_engine, iou
+from tests.vision.fake_buffalo import bright_squares, install
+
+SQUARES = [(120, 100, 248, 228), (400, 260, 528, 388)]  # x1, y1, x2, y2 of bright_squares()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    install(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def engine(models):
+    return get_face_engine("insightface", models_dir=models)
+
+
+def test_auto_prefers_insightface_when_its_weights_are_there(models, engine):
+    assert auto_choice(models) == ("insightface", "insightface buffalo_l weights found")
+    assert get_face_engine("auto", models_dir=models) is engine
+    assert engine.engine_id == "insightface-buffalo_l" and engine.dim == 512 and engine.releases_gil
+
+
+def test_detect_align_and_embed(engine):
+    image = bright_squares()
+    faces = engine.analyze(image)
+    nearest = [max(range(2), key=lambda i: iou(f.box, SQUARES[i])) for f in faces]
+    assert set(nearest) == {0, 1}  # both bright squares found, nothing elsewhere
+    for face, square in zip(faces, nearest):
+        assert iou(face.box, SQUARES[square]) > 0.3
+        x1, y1, x2, y2 = face.box
+        assert face.landmarks.shape == (5, 2)
+        assert ((face.landmarks[:, 0] > x1) & (face.landmarks[:, 0] < x2)).all()
+        assert face.embedding.shape == (512,) and abs(np.linalg.norm(face.embedding) - 1) < 1e-5
+    vectors = engine.embed(image, engine.detect(image))
+    assert np.allclose(vectors, np.stack([f.embedding for f in faces]), atol=1e-5)
+    assert engine.analyze(np.full((200, 300, 3), 10, np.uint8)) == []
+
+
+def test_the_index_uses_insightface_when_it_is_installed(library, photo_dir):
+    from PIL import Image
+
+    from myvlm_desktop import config
+    from myvlm_desktop.library.db import now
+    from myvlm_desktop.pipeline.index import index_library
+
+    install(config.models_dir(library.root))
+    Image.fromarray(bright_squares()).save(photo_dir / "squares.png")
+    library.db.write(lambda c: c.execute(
+        "INSERT INTO photos(path, width, height, status, added_at, updated_at) VALUES (?, 640, 480, 'ok', ?, ?)",
+        (str(photo_dir / "squares.png"), now(), now())))
+    result = index_library(library, workers=2)
+    assert result["face_engine"] == "insightface-buffalo_l" and result["faces"] >= 2
+    rows = library.db.query("SELECT engine, embedding FROM faces")
+    assert {r["engine"] for r in rows} == {"insightface-buffalo_l"}
+    assert all(len(r["embedding"]) == 512 * 4 for r in rows)
