@@ -97,39 +97,63 @@ def run_face_recognition(files: list[Path]) -> dict:
     import face_recognition
 
     faces: dict[str, list] = {}
+    seconds: dict[str, float] = {}
     errors = 0
     wall, cpu = time.perf_counter(), cpu_seconds()
     for path in files:
+        started = time.perf_counter()
         try:
             image = face_recognition.load_image_file(path)
+            loaded = time.perf_counter() - started
         except Exception:  # noqa: BLE001 - count what it cannot read, as our index does
             errors += 1
             continue
         if image.ndim != 3 or image.shape[2] != 3:
             errors += 1
             continue
+        started = time.perf_counter()
         locations = face_recognition.face_locations(image)
         encodings = face_recognition.face_encodings(image, locations)
+        seconds[os.path.realpath(path)] = time.perf_counter() - started + loaded
         faces[os.path.realpath(path)] = [((left, top, right + 1, bottom + 1), v / np.linalg.norm(v))
                                          for (top, right, bottom, left), v in zip(locations, encodings)]
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     return {"seconds": wall, "cpu_seconds": cpu, "photos": len(files), "photos_per_s": len(files) / wall,
-            "faces": sum(len(v) for v in faces.values()), "errors": errors, "by_photo": faces}
+            "faces": sum(len(v) for v in faces.values()), "errors": errors, "by_photo": faces, "seconds_by_photo": seconds}
 
 
 def run_engine_loop(files: list[Path]) -> dict:
     engine = get_face_engine("dlib")
-    count = 0
+    count, seconds = 0, {}
     wall, cpu = time.perf_counter(), cpu_seconds()
     for path in files:
+        started = time.perf_counter()
         try:
             rgb = load_array(path, DECODE_SIDE)
         except ImageError:
             continue  # the index records these as errors; the loop just skips them
         count += len(engine.analyze(rgb))
+        seconds[os.path.realpath(path)] = time.perf_counter() - started
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     return {"seconds": wall, "cpu_seconds": cpu, "photos": len(files), "photos_per_s": len(files) / wall,
-            "faces": count}
+            "faces": count, "seconds_by_photo": seconds}
+
+
+def by_size(files: list[Path], theirs: dict, loop: dict) -> dict:
+    """Per-photo seconds of the two plain loops, for photos up to 1024 px and bigger ones."""
+    groups: dict[str, dict] = {}
+    for path in map(os.path.realpath, files):
+        if path not in theirs["seconds_by_photo"] or path not in loop["seconds_by_photo"]:
+            continue
+        with Image.open(path) as img:
+            key = "longest side <= 1024" if max(img.size) <= 1024 else "longest side > 1024"
+        group = groups.setdefault(key, {"photos": 0, "face_recognition_s": 0.0, "our_engine_s": 0.0})
+        group["photos"] += 1
+        group["face_recognition_s"] += theirs["seconds_by_photo"][path]
+        group["our_engine_s"] += loop["seconds_by_photo"][path]
+    for group in groups.values():
+        group["ratio"] = group["face_recognition_s"] / max(group["our_engine_s"], 1e-9)
+    return groups
 
 
 def agreement(ours: dict, theirs: dict, files: list[Path]) -> dict:
@@ -149,6 +173,10 @@ def agreement(ours: dict, theirs: dict, files: list[Path]) -> dict:
             "descriptor_distance_mean": float(np.mean(distances)) if distances else None,
             "descriptor_distance_max": float(np.max(distances)) if distances else None,
             "only_face_recognition_photos": sorted(set(theirs_only)), "only_ours_photos": sorted(set(ours_only))}
+
+
+def _summary(run: dict | None) -> dict | None:
+    return None if run is None else {k: v for k, v in run.items() if k not in ("by_photo", "seconds_by_photo")}
 
 
 def main() -> int:
@@ -187,11 +215,15 @@ def main() -> int:
         print(f"faces: {match['matched']} of face_recognition's {match['face_recognition_faces']} found "
               f"({match['recall_of_face_recognition']:.1%}), {match['only_ours']} only ours; "
               f"descriptor distance of matched faces: mean {match['descriptor_distance_mean']:.4f}")
+    sizes = by_size(files, theirs, loop) if theirs and loop else None
+    for key, group in (sizes or {}).items():
+        print(f"  {key}: {group['photos']} photos, one thread each: face_recognition {group['face_recognition_s']:.0f} s, "
+              f"our engine {group['our_engine_s']:.0f} s ({group['ratio']:.1f}x)")
     report = {"source": source, "photos": len(files), "cpus": os.cpu_count(),
               "load_before": load_before, "load_after": os.getloadavg(), "speedup": ratio,
               "ours": {k: v for k, v in ours.items() if k not in ("by_photo", "rotated")},
-              "face_recognition": {k: v for k, v in theirs.items() if k != "by_photo"} if theirs else None,
-              "engine_loop": loop, "agreement": match}
+              "face_recognition": _summary(theirs), "engine_loop": _summary(loop), "by_size": sizes,
+              "agreement": match}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")

@@ -32,10 +32,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from myvlm_desktop.vlm.backends import BACKENDS  # noqa: E402
-from myvlm_desktop.vlm.concept import ConceptVector  # noqa: E402
-from myvlm_desktop.vlm.testing import build_processor, build_tokenizer, random_model, real_size_config  # noqa: E402
-from myvlm_desktop.vlm.train import ConceptTrainer, Sample, TrainSettings  # noqa: E402
+from myvlm_desktop.vlm.backends import BACKENDS
+from myvlm_desktop.vlm.concept import ConceptVector
+from myvlm_desktop.vlm.testing import build_processor, build_tokenizer, random_model, real_size_config
+from myvlm_desktop.vlm.train import ConceptTrainer, Sample, TrainSettings
 
 SHARED_PHOTOS = ROOT.parent / "shared" / "data" / "pets_dreambooth" / "dog"
 TARGETS = ["<sks> is sitting on the grass in front of a wooden fence on a sunny day",
@@ -126,7 +126,8 @@ def main() -> None:
                               "caption": round(caption_cpu, 3)},
               "load_average": [round(x, 2) for x in os.getloadavg()]}
     print(json.dumps(result, indent=2))
-    out = args.out or ROOT / "benchmarks" / "results" / f"train_{args.backend}_{'cached' if settings.cached else 'nocache'}.json"
+    name = f"train_{args.backend}_{'cached' if settings.cached else 'nocache'}.json"
+    out = args.out or ROOT / "benchmarks" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
 

@@ -50,15 +50,15 @@ def load_rgb(path: Path, max_side: int = 1280) -> np.ndarray:
 
 
 def _dlib_faces():
-    """(engine_id, analyze(rgb) -> [(area, embedding)]): the app's engine, else dlib directly."""
+    """(engine_id, analyze(rgb) -> [(area, embedding, centre x)]): the app's engine, else dlib directly."""
     try:
         from myvlm_desktop.vision.faces import get_face_engine
 
         engine = get_face_engine("dlib")
 
         def analyze(rgb):
-            return [((f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), np.asarray(f.embedding, np.float32))
-                    for f in engine.analyze(rgb)]
+            return [((f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), np.asarray(f.embedding, np.float32),
+                     (f.box[0] + f.box[2]) / 2) for f in engine.analyze(rgb)]
 
         return engine.engine_id, analyze
     except ImportError:
@@ -76,7 +76,7 @@ def _dlib_faces():
         out = []
         for rect in detector(rgb, upsample):
             vec = np.asarray(net.compute_face_descriptor(rgb, shapes(rgb, rect)), np.float32)
-            out.append((rect.width() * rect.height(), vec / np.linalg.norm(vec)))
+            out.append((rect.width() * rect.height(), vec / np.linalg.norm(vec), (rect.left() + rect.right()) / 2))
         return out
 
     return "dlib-direct", analyze
@@ -219,11 +219,12 @@ def fallback_faces(cache: Path):
         return data["vectors"], list(data["labels"]), str(data["engine"])
     engine_id, analyze = _dlib_faces()
     rgb = load_rgb(Path(insightface.__file__).parent / "data" / "images" / "t1.jpg")
-    vectors, labels = [], []
-    for pixels in (rgb, np.ascontiguousarray(rgb[:, ::-1])):
-        faces = sorted(analyze(pixels), key=lambda f: f[0])  # by area: the same order in both copies
-        vectors += [f[1] for f in faces]
-        labels += [f"person{i}" for i in range(len(faces))]
+    faces = analyze(rgb)
+    mirrored = analyze(np.ascontiguousarray(rgb[:, ::-1]))
+    vectors = [f[1] for f in faces] + [f[1] for f in mirrored]
+    labels = [f"person{i}" for i in range(len(faces))]
+    for f in mirrored:  # the same person: the face whose centre mirrors this one's
+        labels.append(f"person{int(np.argmin([abs(rgb.shape[1] - f[2] - g[2]) for g in faces]))}")
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, vectors=np.stack(vectors), labels=np.array(labels), engine=np.array(engine_id))
     return np.stack(vectors), labels, engine_id

@@ -401,6 +401,9 @@ class MainWindow(QMainWindow):
 
         def applied(settings: dict) -> None:
             self.session.settings.update(settings)
+            if "watch" in change.settings:  # follow the folders from now on, or stop
+                run_task(self.session.start_watching if settings["watch"] else self.session.stop_watching,
+                         owner=self)
             if change.data_dir:
                 from .app import remember_data_dir
 

@@ -40,7 +40,7 @@ def sample_folder(folder: Path) -> Path:
     w, h = image.size
     image.crop((0, 0, int(w * 0.55), h)).save(folder / "picnic_left.jpg", quality=92)
     image.crop((int(w * 0.45), 0, w, h)).save(folder / "picnic_right.jpg", quality=92)
-    for name, target in (("Tom_Hanks_54745.png", "portrait.png"), ("mask_white.jpg", "masks.jpg")):
+    for name, target in (("Tom_Hanks_54745.png", "portrait.png"),):
         source = _package_file("insightface", "data", "images", name)
         if source.exists():
             Image.open(source).convert("RGB").save(folder / target)
@@ -88,7 +88,7 @@ def settle(app, window, seconds: float = 1.5) -> None:
 
 def save(widget, outdir: Path, name: str) -> Path:
     path = outdir / f"{name}.png"
-    widget.grab().save(str(path))
+    widget.grab().save(str(path), "PNG", 0)  # quality 0: the strongest compression
     print(f"wrote {path}")
     return path
 

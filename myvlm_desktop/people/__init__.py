@@ -1,7 +1,7 @@
 """Face and image clusters, the FAISS index, naming operations and the undo log.
 
 - `index`: FAISS search over embeddings, cached beside the database and rebuilt when stale; `self_knn`
-  for the k-NN lists of a whole set (list search with BLAS above 20k vectors).
+  for the k-NN lists of a whole set (list search with BLAS above 5k vectors).
 - `cluster`: the clustering algorithm (Immich-style core faces on a k-NN graph) and the per-engine
   thresholds with their calibration.
 - `update`: clustering the library, incremental or full, keeping every user decision; `carry_over`

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
 from ..library.db import Database
@@ -215,18 +216,23 @@ def _save(index: VectorIndex, path: Path, stamp_path: Path, stamp: dict) -> None
 
 # -- many queries at once: the k-NN graph of a whole set ------------------------------------------------
 
-BULK_EXACT_LIMIT = 20_000   # above this many vectors a whole-set k-NN search goes through lists
+# Above BULK_EXACT_LIMIT vectors a whole-set k-NN search goes through lists: at 10k, exact costs 1e8
+# similarities to sort through (5 s on two shared cores) against 0.3 s for the lists. Lists probed per
+# query: 8 up to 200k vectors (cheap there), 4 beyond (a million 128-D faces in about a minute of CPU).
+BULK_EXACT_LIMIT = 5_000
 BULK_NPROBE = 4
+SMALL_NPROBE, SMALL_LIMIT = 8, 200_000
 
 
 def self_knn(vectors: np.ndarray, rows: np.ndarray, k: int, exact_limit: int = BULK_EXACT_LIMIT,
-             nprobe: int = BULK_NPROBE, max_distance: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+             nprobe: int | None = None, max_distance: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest of vectors[rows] among all `vectors`: (cosine distances, positions), nearest first.
 
     Missing entries have position -1 (distance inf); with `max_distance`, neighbours farther than that
     are left out (all the clustering looks at), which saves most of the sorting.
 
-    Exact (a flat FAISS index) up to `exact_limit` vectors. Beyond, the idea of an IVF index computed
+    Exact (every query against every vector, by blocks of matrix products) up to `exact_limit` vectors.
+    Beyond, the idea of an IVF index computed
     differently: spherical k-means lists, trained and assigned in a 64-D PCA projection (cheap), and for
     each list ONE matrix product of all the queries probing it against its members, at full dimension
     (exact similarities). FAISS's own IVF search scans list by list per query: 8x slower than BLAS on
@@ -237,25 +243,34 @@ def self_knn(vectors: np.ndarray, rows: np.ndarray, k: int, exact_limit: int = B
     rows = np.asarray(rows, np.int64)
     n = len(vectors)
     k = max(1, min(k, n))
-    if n <= exact_limit:
-        if not len(rows):
-            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
-        index = faiss.IndexFlatIP(vectors.shape[1])
-        index.add(vectors)
-        sims, found = index.search(vectors[rows], k)
-        dist = np.where(found >= 0, 1.0 - sims, np.inf).astype(np.float32)
-        if max_distance is not None:
-            found = np.where(dist <= max_distance, found, -1)
-            dist = np.where(found >= 0, dist, np.inf).astype(np.float32)
-        return dist, found.astype(np.int64)
-    return _blocked_ivf_knn(vectors, rows, k, nprobe, max_distance)
+    if n <= exact_limit:  # one list holding everything: exact
+        lists = ([np.arange(n)], [np.arange(len(rows))], np.arange(len(rows)))
+    else:
+        nprobe = nprobe or (SMALL_NPROBE if n <= SMALL_LIMIT else BULK_NPROBE)
+        probes, nlist = _coarse_lists(vectors, nprobe)
+        lists = (_groups(probes[:, 0], nlist), _groups(probes[rows].ravel(), nlist),
+                 np.repeat(np.arange(len(rows)), nprobe))
+    floor = -np.inf if max_distance is None else 1.0 - max_distance
+    best_s = np.full((len(rows), k), -np.inf, np.float32)
+    best_i = np.full((len(rows), k), -1, np.int64)
+    queries = vectors if len(rows) == n and (rows == np.arange(n)).all() else vectors[rows]
+    with threadpool_limits(1 if len(lists[0]) > 1 else None, user_api="blas"):  # small products: no threads
+        _scan_lists(vectors, queries, *lists, best_s, best_i, k, floor)
+    order = np.argsort(-best_s, axis=1)
+    best_s = np.take_along_axis(best_s, order, 1)
+    best_i = np.take_along_axis(best_i, order, 1)
+    return np.where(best_i >= 0, 1.0 - best_s, np.inf).astype(np.float32), best_i
 
 
 COARSE_DIM = 64
 
 
 def _coarse_lists(vectors: np.ndarray, nprobe: int) -> tuple[np.ndarray, int]:
-    """For every vector its `nprobe` nearest lists (the first is its own), from k-means in a PCA projection."""
+    """For every vector its `nprobe` nearest lists (the first is its own), from k-means in a PCA projection.
+
+    Plain numpy matrix products: FAISS's flat search keeps a heap per query, which on two shared cores
+    ran at a quarter of the speed of one BLAS product followed by a partial sort.
+    """
     n, dim = vectors.shape
     rng = np.random.default_rng(0)
     reduced = vectors
@@ -265,33 +280,39 @@ def _coarse_lists(vectors: np.ndarray, nprobe: int) -> tuple[np.ndarray, int]:
         reduced = vectors @ np.ascontiguousarray(axes[:, -COARSE_DIM:])
         reduced /= np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)
     nlist = int(np.clip(np.sqrt(nprobe * n * dim / reduced.shape[1]), 16, 65536))
-    kmeans = faiss.Kmeans(reduced.shape[1], nlist, niter=6, spherical=True, seed=1, max_points_per_centroid=16)
-    kmeans.cp.min_points_per_centroid = 1
-    kmeans.train(reduced)
-    quantizer = faiss.IndexFlatIP(reduced.shape[1])
-    quantizer.add(kmeans.centroids)
-    _, probes = quantizer.search(reduced, nprobe)
-    return probes, nlist
+    sample = reduced[rng.choice(n, min(n, 16 * nlist), replace=False)]
+    centroids = _spherical_kmeans(sample, min(nlist, len(sample)), rng)
+    return _nearest(reduced, centroids, nprobe), len(centroids)
 
 
-def _blocked_ivf_knn(vectors, rows, k, nprobe, max_distance, block: int = 1 << 22):
-    probes, nlist = _coarse_lists(vectors, nprobe)
-    members_of = _groups(probes[:, 0], nlist)
-    queries_of = _groups(probes[rows].ravel(), nlist)
-    query_row = np.repeat(np.arange(len(rows)), nprobe)
-    floor = -np.inf if max_distance is None else 1.0 - max_distance
-    best_s = np.full((len(rows), k), -np.inf, np.float32)
-    best_i = np.full((len(rows), k), -1, np.int64)
-    queries = vectors if len(rows) == len(vectors) and (rows == np.arange(len(rows))).all() else vectors[rows]
-    with threadpool_limits(1, user_api="blas"):  # many small products: BLAS threads only cost here
-        _scan_lists(vectors, queries, members_of, queries_of, query_row, best_s, best_i, k, floor, block)
-    order = np.argsort(-best_s, axis=1)
-    best_s = np.take_along_axis(best_s, order, 1)
-    best_i = np.take_along_axis(best_i, order, 1)
-    return np.where(best_i >= 0, 1.0 - best_s, np.inf).astype(np.float32), best_i
+def _spherical_kmeans(x: np.ndarray, k: int, rng, iterations: int = 6) -> np.ndarray:
+    centroids = x[rng.choice(len(x), k, replace=False)].copy()
+    for _ in range(iterations):
+        own = _nearest(x, centroids, 1)[:, 0]
+        sums = csr_matrix((np.ones(len(x), np.float32), (own, np.arange(len(x)))), shape=(k, len(x))) @ x
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        filled = norms[:, 0] > 0
+        centroids[filled] = sums[filled] / norms[filled]  # an emptied list keeps its old centre
+    return centroids
 
 
-def _scan_lists(vectors, queries, members_of, queries_of, query_row, best_s, best_i, k, floor, block) -> None:
+def _nearest(x: np.ndarray, centroids: np.ndarray, count: int, chunk: int = 8192) -> np.ndarray:
+    """The `count` most similar centroids of each row of x, most similar first."""
+    out = np.empty((len(x), count), np.int64)
+    for start in range(0, len(x), chunk):
+        sims = x[start:start + chunk] @ centroids.T
+        if count == 1:
+            out[start:start + chunk, 0] = sims.argmax(axis=1)
+            continue
+        top = np.argpartition(sims, sims.shape[1] - count, axis=1)[:, -count:]
+        order = np.argsort(-np.take_along_axis(sims, top, 1), axis=1)
+        out[start:start + chunk] = np.take_along_axis(top, order, 1)
+    return out
+
+
+def _scan_lists(vectors, queries, members_of, queries_of, query_row, best_s, best_i, k, floor,
+                block: int = 1 << 22) -> None:
+    """For each list, the queries probing it against its members: one matrix product per block."""
     for members, probing in zip(members_of, queries_of):
         if not len(members) or not len(probing):
             continue
@@ -315,18 +336,48 @@ def _merge_top(best_s, best_i, part, sims, members, k, floor) -> None:
     if floor > -np.inf:
         hit = sims >= floor
         has = hit.any(axis=1)
-        if not has.any():
+        count = int(np.count_nonzero(hit))
+        if not count:
             return
-        sims = np.where(hit[has], sims[has], -np.inf)
         part = part[has]
-    width = sims.shape[1]
-    if width > k:
-        top = np.argpartition(sims, width - k, axis=1)[:, width - k:]
-        cand_s, cand_i = np.take_along_axis(sims, top, 1), members[top]
+        if count <= 2 * k * len(part):  # few entries over the floor: sort only those
+            cand_s, cand_i = _hits(hit[has], sims[has], members, k)
+        else:  # many (a big group in this list): a partial sort of the rows, over the columns hit
+            cols = np.flatnonzero(hit[has].any(axis=0))  # (raw values: argpartition crawls on ties)
+            cand_s, cand_i = _top(sims[has][:, cols], members[cols], k)
+            below = cand_s < floor
+            cand_s, cand_i = np.where(below, -np.inf, cand_s), np.where(below, -1, cand_i)
     else:
-        cand_s, cand_i = sims, np.broadcast_to(members, sims.shape)
+        cand_s, cand_i = _top(sims, members, k)
     both_s = np.concatenate([best_s[part], cand_s], axis=1)
     both_i = np.concatenate([best_i[part], cand_i], axis=1)
     keep = np.argpartition(both_s, both_s.shape[1] - k, axis=1)[:, both_s.shape[1] - k:]
     best_s[part] = np.take_along_axis(both_s, keep, 1)
     best_i[part] = np.take_along_axis(both_i, keep, 1)
+
+
+def _top(sims, members, k):
+    """The k largest entries of each row and their member ids (unordered)."""
+    width = sims.shape[1]
+    if width > k:
+        top = np.argpartition(sims, width - k, axis=1)[:, width - k:]
+        return np.take_along_axis(sims, top, 1), members[top]
+    return sims, np.broadcast_to(members, sims.shape)
+
+
+def _hits(hit, sims, members, k):
+    """The best k entries over the floor of each row (every row has one), sorting only those entries."""
+    rows, cols = np.nonzero(hit)
+    values = sims[rows, cols]
+    order = np.lexsort((-values, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    first = np.ones(len(rows), bool)
+    first[1:] = rows[1:] != rows[:-1]
+    starts = np.flatnonzero(first)
+    rank = np.arange(len(rows)) - starts[np.cumsum(first) - 1]
+    keep = rank < k
+    cand_s = np.full((len(starts), k), -np.inf, np.float32)
+    cand_i = np.full((len(starts), k), -1, np.int64)
+    cand_s[rows[keep], rank[keep]] = values[keep]
+    cand_i[rows[keep], rank[keep]] = members[cols[keep]]
+    return cand_s, cand_i

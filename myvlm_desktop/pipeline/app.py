@@ -169,11 +169,19 @@ class AppSession:
         return resumed
 
     def start_watching(self) -> None:
+        """Follow every library folder (again, when one was added: a watcher covers the folders it started with)."""
         watch = optional_module("library.watch")
-        if watch is None or self.watcher is not None or not self.library.folders():
+        if watch is None or self._closed:
             return
-        self.watcher = watch.Watcher(self.library, on_scanned=self._scanned)
-        self.watcher.start()
+        self.stop_watching()
+        if self.library.folders():
+            self.watcher = watch.Watcher(self.library, on_scanned=self._scanned)
+            self.watcher.start()
+
+    def stop_watching(self) -> None:
+        watcher, self.watcher = self.watcher, None
+        if watcher is not None:
+            watcher.stop()
 
     def _scanned(self, counts: dict) -> None:
         """Files changed on disk: the new photos go through the rest of the chain."""
@@ -187,8 +195,7 @@ class AppSession:
         if self._closed:
             return
         self._closed = True
-        if self.watcher is not None:
-            self.watcher.stop()
+        self.stop_watching()
         interrupted = [j.status.id for j in self.jobs.active()]
         self.jobs.cancel_all(wait)
         if interrupted:

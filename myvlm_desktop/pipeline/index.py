@@ -10,7 +10,8 @@ where it stopped.
 When the face engine changes, or a photo's content does, its faces are recomputed and every user decision
 attached to an old face (a named or user-chosen cluster, hidden, "not X" rejections, occurrences, cluster
 covers) moves to the new face that overlaps it with IoU > 0.5. An old face carrying a decision that no new
-face overlaps is kept, so nothing the user named is lost.
+face overlaps is kept, so nothing the user named is lost. A photo keeps one image embedding: the current
+embedder's replaces another's.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from ..imaging import ImageError, load_array
 from ..library.db import now, to_blob
 from ..library.store import Library, open_path
 from ..models.errors import ModelUnavailable
-from ..vision.arrays import cpu_threads
 from ..vision.embed import get_image_embedder
 from ..vision.faces import Face, get_face_engine, match_boxes
 
@@ -100,7 +100,7 @@ def index_library(library: Library, control=None, face_engine: str = "auto", emb
     workers = max(1, int(workers))
     models_dir = config.models_dir(library.root)
     engine, engine_note = _load_face_engine(face_engine, models_dir)
-    image_embedder, embedder_note = _load_embedder(embedder, models_dir, workers)
+    image_embedder, embedder_note = _load_embedder(embedder, models_dir)
     if engine is None and image_embedder is None:
         raise ModelUnavailable("index", "neither a face engine nor an image embedder can be loaded",
                                f"{engine_note} {embedder_note}")
@@ -164,9 +164,9 @@ def _load_face_engine(name: str, models_dir) -> tuple[object | None, str | None]
         return None, str(exc)
 
 
-def _load_embedder(name: str, models_dir, workers: int) -> tuple[object | None, str | None]:
-    try:  # one onnxruntime thread per worker: the workers already fill the cores
-        return get_image_embedder(name, models_dir=models_dir, threads=max(1, cpu_threads() // workers)), None
+def _load_embedder(name: str, models_dir) -> tuple[object | None, str | None]:
+    try:
+        return get_image_embedder(name, models_dir=models_dir), None
     except ModelUnavailable as exc:
         return None, str(exc)
 
@@ -217,7 +217,7 @@ _process_worker: PhotoWorker | None = None
 def _start_process(face_name: str | None, embedder_name: str | None, models_dir: str) -> None:
     global _process_worker
     engine = get_face_engine(face_name, models_dir=models_dir) if face_name else None
-    embedder = get_image_embedder(embedder_name, models_dir=models_dir, threads=1) if embedder_name else None
+    embedder = get_image_embedder(embedder_name, models_dir=models_dir) if embedder_name else None
     _process_worker = PhotoWorker(engine, embedder)
 
 

@@ -114,12 +114,14 @@ def train_job(library: Library, loaded=None):
 def train_concept(library: Library, control, concept, backend: str | None = None, model: str | None = None,
                   device: str | None = None, steps: int = 100, force: bool = False, noun: str | None = None,
                   photos: int = TRAINING_PHOTOS, loaded=None) -> dict:
+    from ..vlm.loader import DEFAULT_MODELS
     from ..vlm.train import TrainSettings
 
     row = find_concept(library, concept)
     name = loaded.name if loaded is not None else (backend or setting(library, "vlm_backend", "smolvlm"))
+    model = loaded.model_id if loaded is not None else (model or setting(library, "vlm_model") or DEFAULT_MODELS[name])
     target = vector_path(library, row["id"], name)
-    if not force and _up_to_date(target, row, model or (loaded.model_id if loaded else None), steps):
+    if not force and _up_to_date(target, row, model, steps):
         control.progress(steps, steps, "already trained")
         return {"concept": row["name"], "path": str(target), "skipped": "up to date"}
     images, photo_ids = load_photos(library, training_photo_ids(library, row["id"]), photos)
@@ -128,8 +130,8 @@ def train_concept(library: Library, control, concept, backend: str | None = None
     if loaded is None:
         from ..vlm.generate import load_backend
 
-        loaded = load_backend(name, model or setting(library, "vlm_model") or None,
-                              device or setting(library, "device", "auto"), models_dir=config.models_dir(library.root))
+        loaded = load_backend(name, model, device or setting(library, "device", "auto"),
+                              models_dir=config.models_dir(library.root))
     settings = TrainSettings(steps=steps)
     key = {"concept_id": row["id"], "concept_version": row["version"], "backend": loaded.name,
            "model": loaded.model_id, "photos": photo_ids, "settings": asdict(settings)}
@@ -176,13 +178,13 @@ def _train(library, control, row, backend, images, key, settings, noun, target) 
     return {"concept": row["name"], "path": str(target), "loss": trainer.losses[-1] if trainer.losses else None}
 
 
-def _up_to_date(target: Path, row, model: str | None, steps: int) -> bool:
+def _up_to_date(target: Path, row, model: str, steps: int) -> bool:
     try:
         meta = json.loads(target.with_suffix(".json").read_text())
     except (OSError, ValueError):
         return False
     return (target.exists() and meta.get("concept_version") == row["version"] and meta.get("steps") == steps
-            and (model is None or meta.get("model") == model))
+            and meta.get("model") == model)
 
 
 def _write_checkpoint(path: Path, tensors: dict, info: dict) -> None:

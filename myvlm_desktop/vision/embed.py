@@ -13,7 +13,7 @@ import numpy as np
 
 from ..models.errors import ModelUnavailable
 from ..models.registry import find_model, spec
-from .arrays import as_rgb, cpu_threads, l2_normalise, onnx_providers, resize_to
+from .arrays import as_rgb, l2_normalise, onnx_providers, resize_to
 from .shared import shared_instance
 
 
@@ -47,9 +47,11 @@ class SscdEmbedder(ImageEmbedder):
 
         path = find_model("sscd", models_dir)
         options = onnxruntime.SessionOptions()
-        # callers run several photos at once on their own threads: one ORT thread each avoids oversubscription
-        options.intra_op_num_threads = threads or cpu_threads()
+        # a 320 px MobileNet gains nothing from more threads (2 are slower than 1 on our CPUs), and idle ORT
+        # threads spin: callers that run photos in parallel do so with their own threads or processes
+        options.intra_op_num_threads = threads or 1
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(str(path), options, providers=onnx_providers())
         self._input = self._session.get_inputs()[0].name
 

@@ -174,6 +174,7 @@ def build_processor(backend: str, config, tokenizer):
 
 
 def random_model(backend: str, config, seed: int = 0, dtype: torch.dtype = torch.float32):
+    """Built directly in `dtype` (a real-size model built in fp32 first would need twice the memory)."""
     from transformers import (
         Blip2ForConditionalGeneration,
         Idefics3ForConditionalGeneration,
@@ -183,7 +184,7 @@ def random_model(backend: str, config, seed: int = 0, dtype: torch.dtype = torch
     cls = {"blip2": Blip2ForConditionalGeneration, "llava": LlavaForConditionalGeneration,
            "smolvlm": Idefics3ForConditionalGeneration}[backend]
     torch.manual_seed(seed)
-    return cls(config).to(dtype).eval()
+    return cls._from_config(config, dtype=dtype).eval()  # in bf16, from_pretrained keeps no module in fp32
 
 
 def save_tiny_model(backend: str, folder: str | Path, seed: int = 0, variant: str = "t5", init: float = 0.2,

@@ -92,3 +92,22 @@ def test_closing_the_window_during_a_job_loses_nothing(app, qtbot, tmp_path, man
         qtbot.waitUntil(lambda: second.unfinished_jobs() == [])  # the final state is written asynchronously
     finally:
         second.close()
+
+
+def test_photos_added_on_disk_appear_in_the_grid(app, qtbot, tmp_path):
+    """The folders are followed: a new file is scanned and shown without the user doing anything."""
+    folder = make_photos(tmp_path / "photos", 2)
+    session = AppSession(tmp_path / "data", watch=True)
+    window = MainWindow(session)
+    qtbot.addWidget(window)
+    window.show()
+    session.library.add_folder(folder)
+    assert session.scan().wait(30).state == "done"
+    session.start()  # what the app does once its window is up
+    qtbot.waitUntil(lambda: window.library_model.rowCount() == 2)
+    make_photos(tmp_path / "incoming", 3)
+    (tmp_path / "incoming" / "img_00002.jpg").rename(folder / "new_arrival.jpg")
+    qtbot.waitUntil(lambda: window.library_model.rowCount() == 3, timeout=20000)
+    assert "new_arrival.jpg" in {window.library_model.data(window.library_model.index(r),
+                                                           Qt.ItemDataRole.ToolTipRole) for r in range(3)}
+    window.close()

@@ -3,7 +3,7 @@
 
 The real weights cannot be downloaded here. These graphs are small and deterministic: the "detector" fires
 where the photo is bright (SCRFD's 9-output layout: scores, box distances and 5 keypoints at strides
-8/16/32, two anchors each; only stride 32 fires), the "recogniser" maps a 112x112 crop to 512 numbers
+8/16/32, two anchors each; only stride 32 fires, once per bright 128 px square), the "recogniser" maps a 112x112 crop to 512 numbers
 through a fixed random projection (ArcFace's input and output shapes).
 """
 
@@ -33,8 +33,10 @@ def detector(path: Path) -> None:
     for stride in (8, 16, 32):
         s = str(stride)
         nodes += [
-            helper.make_node("AveragePool", ["input.1"], [f"pool{s}"], kernel_shape=[stride, stride],
-                             strides=[stride, stride]),
+            # stride 32 looks at a 128 px window centred on each anchor: it peaks on a bright 128 px square
+            helper.make_node("AveragePool", ["input.1"], [f"pool{s}"], strides=[stride, stride],
+                             **({"kernel_shape": [128, 128], "pads": [64, 64, 32, 32]} if stride == 32
+                                else {"kernel_shape": [stride, stride]})),
             helper.make_node("ReduceMean", [f"pool{s}"], [f"mean{s}"], axes=[1], keepdims=1),
             helper.make_node("Sub", [f"mean{s}", "half"], [f"centred{s}"]),
             helper.make_node("Mul", [f"centred{s}", "gain" if stride == 32 else "zero"], [f"scaled{s}"]),
@@ -77,7 +79,7 @@ def install(models_dir: Path) -> Path:
     return folder
 
 
-def bright_squares(size=(480, 640), squares=((100, 120, 128), (260, 400, 128))) -> np.ndarray:
+def bright_squares(size=(480, 640), squares=((96, 128, 128), (256, 384, 128))) -> np.ndarray:
     """A dark photo with bright squares (y, x, side) where the stand-in detector will find 'faces'."""
     image = np.full((*size, 3), 10, np.uint8)
     for y, x, side in squares:

@@ -72,6 +72,7 @@ def test_two_concepts_are_two_tokens_in_a_stable_order(tiny_backend, variant, co
 def test_only_the_concept_vectors_receive_gradients(tiny_backend, variant, concept_photos):
     backend = tiny_backend(variant)
     features = backend.encode(concept_photos[0])
+    attention = backend.model.config.text_config._attn_implementation
     vectors = [torch.randn(backend.concept_dim, requires_grad=True) for _ in range(2)]
     weights = torch.full((2,), backend.reg_lambda["caption"])
     prompt = backend.caption_prompt(["<Alice>", "<Bob>"])
@@ -81,7 +82,7 @@ def test_only_the_concept_vectors_receive_gradients(tiny_backend, variant, conce
     for v in vectors:
         assert v.grad is not None and torch.isfinite(v.grad).all() and v.grad.abs().sum() > 0
     assert all(not p.requires_grad and p.grad is None for p in backend.model.parameters())
-    assert backend.model.config._attn_implementation != "eager" or backend.name == "blip2"  # restored after
+    assert backend.model.config.text_config._attn_implementation == attention  # eager only while recording
 
 
 def test_caption_and_answer_stream_their_text(tiny_backend, variant, other_photos):

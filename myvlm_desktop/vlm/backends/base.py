@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -43,13 +43,13 @@ class Sequences:
     attention_mask: torch.Tensor  # [B, T]
     concept_positions: torch.Tensor  # [B, k] columns of the concept tokens (decoder-only models)
     labels: torch.Tensor | None = None  # decoder-only: [B, T]; encoder-decoder: [B, L] (right-padded)
-    extra: dict = field(default_factory=dict)
 
 
 class Backend:
     name = ""
     model_types: tuple[str, ...] = ()  # config.model_type values this adapter understands
-    reg_lambda: ClassVar[dict[str, float]] = {"caption": 0.0075, "vqa": 10.0}  # MyVLM's attention-regulariser weights (LLaVA)
+    # MyVLM's attention-regulariser weights for LLaVA, by kind of target
+    reg_lambda: ClassVar[dict[str, float]] = {"caption": 0.0075, "vqa": 10.0}
     trains_vqa = True  # whether training adds VQA targets
     concept_tokens_in_lm = True  # False when the concept token enters before a resampler (BLIP-2)
 
@@ -203,12 +203,17 @@ class Backend:
 
     @contextmanager
     def recording_attentions(self, on: bool = True):
-        """Eager attention while attention maps are needed (fused kernels do not return them)."""
-        before = self.model.config._attn_implementation
-        if not on or before == "eager":
+        """Eager attention after the vision tower while attention maps are needed: fused kernels do not return
+        them (and on a CPU, training backpropagates faster through eager attention than through the fused one).
+        The frozen vision tower keeps its fused attention."""
+        config = self.model.config
+        before = {name: getattr(config, name)._attn_implementation for name in config.sub_configs}
+        before[""] = config._attn_implementation
+        wanted = {name: ("eager" if name != "vision_config" else impl) for name, impl in before.items()}
+        if not on or wanted == before:
             yield
             return
-        self.model.set_attn_implementation("eager")
+        self.model.set_attn_implementation(wanted)
         try:
             yield
         finally:
