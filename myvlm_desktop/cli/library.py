@@ -37,6 +37,8 @@ def register(sub) -> None:
     p = sub.add_parser("search", help='find photos: words, "phrases", @Name, AND/OR/NOT, (), dates')
     p.add_argument("query")
     p.add_argument("--limit", type=int, default=500)
+    p.add_argument("--order", choices=("auto", "relevance", "date"), default="auto",
+                   help="auto: by relevance when the query has words, else newest first")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=find)
 
@@ -94,7 +96,7 @@ def errors(args) -> None:
 
 def find(args) -> None:
     try:
-        hits = search(library(args).db, args.query, limit=args.limit)
+        hits = search(library(args).db, args.query, limit=args.limit, order=args.order)
     except QueryError as exc:
         raise CommandError(f"bad query: {exc}") from None
     rows = [{"path": h["path"], "score": h["score"]} for h in hits]
