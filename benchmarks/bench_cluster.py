@@ -133,15 +133,22 @@ def main() -> int:
     rows = []
     print(f"{'dim':>4} {'n':>9}  {'ours s':>8} {'F1':>6} {'peak MB':>8}  {'DBSCAN s':>9} {'F1':>6} {'peak MB':>8}  speed-up")
     for dim in args.dims:
-        skip_dbscan = False
+        last = None  # the largest DBSCAN run that finished: (n, seconds)
         for n in args.sizes:
             ours = spawn("ours", n, dim, args.ours_cap)
-            theirs = ({"method": "dbscan", "n": n, "dim": dim, "seconds": None, "note": "skipped: a smaller run hit the cap"}
-                      if skip_dbscan else spawn("dbscan", n, dim, args.dbscan_cap))
-            skip_dbscan = theirs["seconds"] is None
+            guess = last[1] * (n / last[0]) ** 2 if last else 0.0  # brute-force DBSCAN grows as n^2
+            if guess > args.dbscan_cap or (last is None and n != args.sizes[0] and rows and
+                                           rows[-1]["seconds"] is None):
+                theirs = {"method": "dbscan", "n": n, "dim": dim, "seconds": None, "extrapolated_s": round(guess),
+                          "note": f"skipped: about {guess:.0f} s by n^2 from {last[0] if last else '-'}"}
+            else:
+                theirs = spawn("dbscan", n, dim, args.dbscan_cap)
+            if theirs["seconds"] is not None:
+                last = (n, theirs["seconds"])
             rows += [ours, theirs]
             ratio = (f"{theirs['seconds'] / ours['seconds']:.0f}x" if ours.get("seconds") and theirs.get("seconds")
-                     else (f">{args.dbscan_cap / ours['seconds']:.0f}x" if ours.get("seconds") else "-"))
+                     else f"~{guess / ours['seconds']:.0f}x by n^2" if ours.get("seconds") and guess
+                     else f">{args.dbscan_cap / ours['seconds']:.0f}x" if ours.get("seconds") else "-")
             print(f"{dim:>4} {n:>9}  {_s(ours)} {ours.get('f1', '-'):>6} {ours.get('peak_mb', '-'):>8}  "
                   f"{_s(theirs, 9)} {theirs.get('f1', '-'):>6} {theirs.get('peak_mb', '-'):>8}  {ratio}", flush=True)
     out = Path(args.out)

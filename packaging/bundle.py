@@ -13,9 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # Photos for `--self-test`, shipped by packages that are installed anyway (never photos of our own).
-SAMPLE_PHOTOS = (("insightface", "data/images/t1.jpg"), ("skimage", "data/astronaut.png"),
-                 ("skimage", "data/chelsea.png"))
-SAMPLE_DEST = "myvlm_desktop_sample"
+from myvlm_desktop.gui.selftest import BUNDLED as SAMPLE_DEST  # noqa: E402
+from myvlm_desktop.gui.selftest import SAMPLES as SAMPLE_PHOTOS  # noqa: E402
 
 # Packages whose version transformers/huggingface_hub check at import through importlib.metadata.
 METADATA = ("torch", "transformers", "tokenizers", "safetensors", "huggingface_hub", "numpy", "tqdm", "regex",
@@ -41,6 +40,22 @@ def model_files() -> list[tuple[str, str]]:
         dest = str(Path(model.module) / model.subdir) if model.subdir else model.module
         pairs += [(str(folder / name), dest) for name in model.files]
     return sorted(set(pairs))
+
+
+def hidden_imports() -> list[str]:
+    """Modules the model lookup finds with importlib.util.find_spec (never imported, so PyInstaller misses them)."""
+    from myvlm_desktop.models.registry import MODELS
+
+    return sorted({model.module for model in MODELS if model.source == "package"})
+
+
+# Test programs and headers inside wheels that nothing runs: 130 MB of torch alone.
+DROP_PREFIXES = ("torch/test/", "torch/bin/", "torch/include/", "torch/testing/_internal/data/")
+
+
+def keep(entry) -> bool:
+    """For the spec's TOC filter: False for files the app never uses."""
+    return not entry[0].replace("\\", "/").startswith(DROP_PREFIXES)
 
 
 def resource_files() -> list[tuple[str, str]]:

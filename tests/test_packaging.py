@@ -64,8 +64,24 @@ def test_large_downloadable_models_are_not_bundled():
                 assert name not in sources or name in ("config.json",), f"{model.name} would be bundled"
 
 
+def test_package_model_modules_are_hidden_imports():
+    """The lookup finds them with find_spec without importing them: the frozen app must still carry them."""
+    modules = bundle.hidden_imports()
+    for model in MODELS:
+        if model.source == "package":
+            assert model.module in modules
+
+
+def test_test_programs_are_dropped_but_app_files_kept():
+    assert not bundle.keep(("torch/test/test_api", "", "BINARY"))
+    assert not bundle.keep(("torch/bin/protoc", "", "BINARY"))
+    assert bundle.keep(("torch/lib/libtorch_cpu.so", "", "BINARY"))
+    assert all(bundle.keep((str(Path(dest) / Path(src).name), src, "DATA")) for src, dest in bundle.data_files())
+
+
 def test_spec_uses_the_bundle_list_and_the_frozen_entry_point():
     spec = (ROOT / "packaging" / "myvlm-desktop.spec").read_text()
     assert "bundle.data_files()" in spec and "entry.py" in spec
+    assert "bundle.hidden_imports()" in spec and "bundle.keep" in spec
     entry = (ROOT / "packaging" / "entry.py").read_text()
     assert "freeze_support()" in entry and "myvlm_desktop.gui.app import main" in entry

@@ -6,8 +6,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..people import ops
 from .common import CommandError, emit, library
+
+
+KINDS = ("person", "pet", "object")  # as the concepts.kind CHECK in library/schema.py
+
+
+def _ops():
+    """The people operations, imported when a command runs (they load faiss; `myvlm --help` must not)."""
+    from ..people import ops
+
+    return ops
 
 
 def register(sub) -> None:
@@ -22,7 +31,7 @@ def register(sub) -> None:
     concept_sub = p.add_subparsers(dest="concept_command", required=True, metavar="COMMAND")
     c = concept_sub.add_parser("create", help="a concept (a pet, an object, a person) from photos you pick")
     c.add_argument("name")
-    c.add_argument("--kind", choices=ops.KINDS, required=True)
+    c.add_argument("--kind", choices=KINDS, required=True)
     c.add_argument("photos", nargs="+", metavar="PHOTO", help="a photo's path or id")
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=concept_create)
@@ -59,7 +68,7 @@ def _op(sub, name: str, help_text: str, positionals: list[tuple], kind: bool = F
     for spec in positionals:
         p.add_argument(spec[0], nargs=spec[1] if len(spec) > 1 else None)
     if kind:
-        p.add_argument("--kind", choices=ops.KINDS, default="person")
+        p.add_argument("--kind", choices=KINDS, default="person")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=lambda args: _run(name, args))
     return p
@@ -68,24 +77,24 @@ def _op(sub, name: str, help_text: str, positionals: list[tuple], kind: bool = F
 def _run(name: str, args) -> None:
     lib = library(args)
     calls = {
-        "name": lambda: ops.name_cluster(lib, _id(args.cluster, "cluster"), args.name, args.kind),
-        "rename": lambda: ops.rename_concept(lib, args.concept, args.new_name),
-        "merge": lambda: ops.merge(lib, _ref(args.a), _ref(args.b), _ref(args.keep) if args.keep else None),
-        "split": lambda: ops.split(lib, _id(args.cluster, "cluster"), [_id(f, "face") for f in args.faces]),
-        "move": lambda: ops.move_face(lib, _id(args.face, "face"), _id(args.cluster, "cluster")),
-        "reject": lambda: (ops.reject_photo if args.photo else ops.reject_face)(lib, _id(args.face, "id"),
+        "name": lambda: _ops().name_cluster(lib, _id(args.cluster, "cluster"), args.name, args.kind),
+        "rename": lambda: _ops().rename_concept(lib, args.concept, args.new_name),
+        "merge": lambda: _ops().merge(lib, _ref(args.a), _ref(args.b), _ref(args.keep) if args.keep else None),
+        "split": lambda: _ops().split(lib, _id(args.cluster, "cluster"), [_id(f, "face") for f in args.faces]),
+        "move": lambda: _ops().move_face(lib, _id(args.face, "face"), _id(args.cluster, "cluster")),
+        "reject": lambda: (_ops().reject_photo if args.photo else _ops().reject_face)(lib, _id(args.face, "id"),
                                                                                 args.concept),
-        "hide": lambda: ops.hide_cluster(lib, _id(args.cluster, "cluster"), hidden=not args.show),
-        "cover": lambda: ops.set_cover(lib, _id(args.cluster, "cluster"), _id(args.face, "face")),
-        "delete-concept": lambda: ops.delete_concept(lib, args.concept),
-        "undo": lambda: ops.undo(lib),
-        "redo": lambda: ops.redo(lib),
+        "hide": lambda: _ops().hide_cluster(lib, _id(args.cluster, "cluster"), hidden=not args.show),
+        "cover": lambda: _ops().set_cover(lib, _id(args.cluster, "cluster"), _id(args.face, "face")),
+        "delete-concept": lambda: _ops().delete_concept(lib, args.concept),
+        "undo": lambda: _ops().undo(lib),
+        "redo": lambda: _ops().redo(lib),
     }
     try:
         result = calls[name]()
-    except ops.NameTaken as exc:
+    except _ops().NameTaken as exc:
         raise CommandError(f"{exc} (myvlm merge ...)") from None
-    except ops.PeopleError as exc:
+    except _ops().PeopleError as exc:
         raise CommandError(str(exc)) from None
     text = result.get("summary") if isinstance(result, dict) and "summary" in result else _describe(name, result)
     emit(result, args.json, text)
@@ -110,7 +119,7 @@ def _ref(value: str) -> int | str:
 
 
 def people(args) -> None:
-    clusters = ops.list_clusters(library(args), include_hidden=args.hidden, kind=args.kind, members=args.members)
+    clusters = _ops().list_clusters(library(args), include_hidden=args.hidden, kind=args.kind, members=args.members)
     lines = [f"{c['id']:>6}  {c['size']:>5}  {(c['concept'] or '-'):<20} {c['kind'] or c['cluster_kind']:<7}"
              f"{' hidden' if c['hidden'] else ''}  {c['cover_path'] or ''}" for c in clusters]
     emit(clusters, args.json, "\n".join(lines) or "no clusters yet: index photos, then run `myvlm cluster`")
@@ -120,8 +129,8 @@ def concept_create(args) -> None:
     lib = library(args)
     photo_ids = [_photo_id(lib, p) for p in args.photos]
     try:
-        result = ops.create_concept_from_photos(lib, args.name, args.kind, photo_ids)
-    except ops.PeopleError as exc:
+        result = _ops().create_concept_from_photos(lib, args.name, args.kind, photo_ids)
+    except _ops().PeopleError as exc:
         raise CommandError(str(exc)) from None
     emit(result, args.json, f"{result['name']} {result['identifier']} ({result['kind']}): "
                             f"{len(photo_ids)} photos in cluster {result['cluster']}")
@@ -139,7 +148,7 @@ def _photo_id(lib, value: str) -> int:
 
 
 def suggest(args) -> None:
-    found = ops.suggestions(library(args), limit=args.limit)
+    found = _ops().suggestions(library(args), limit=args.limit)
     lines = [f"cluster {s['cluster']} ({s['size']}): {s['concept']}? distance {s['distance']}"
              f"{'  likely' if s['likely'] else ''}" for s in found["clusters"]]
     lines += [f"{m['a']} and {m['b']} may be the same: distance {m['distance']}" for m in found["merges"]]

@@ -37,18 +37,19 @@ class ClusterParams:
 
 
 # Calibration: benchmarks/eval_clustering.py on ../shared/data/faces_jurassic, clean subset (113 photos of
-# 6 people without the manifest's flags; dlib's HOG detector finds a face in 88 of them, the largest is
-# taken). dlib 128-D, L2-normalised: same-person pairs lie at cosine distance 0.055 (median, 95th pct
-# 0.131), different people at 0.085 (1st pct) / 0.099 (5th pct). Sweep of max_distance x min_faces:
-#   max_distance  0.039  0.052  0.0585  0.065  0.070  0.0715  0.078  0.0845  0.0975
-#   pairwise F1   0.731  0.846  0.882   0.914  0.914  0.702   0.702  0.719   0.596   (min_faces 2)
-#   precision     1.000  1.000  1.000   1.000  1.000  0.602   0.602  0.573   0.430
-# min_faces 2, 3 and 4 give the same scores at 0.065 (BCubed F1 0.927, 7 clusters, 3 faces alone); at
-# 0.0715 two people chain into one. We take the low end of the best plateau, 0.065, and min_faces 2: a
-# person seen in two photos is worth naming (and a face with its mirror image must pair up).
-# With the flagged photos kept (117 faces: statues, cosplayers, collages) the same setting scores
-# pairwise F1 0.754 at precision 0.983.
-DLIB = ClusterParams(min_faces=2, max_distance=0.065, neighbours=16, suggest_distance=0.05)
+# 6 people without the manifest's flags; the app's dlib engine, dlib-resnet_v1, finds a face in 89 of
+# them, the largest is taken). Same-person pairs lie at cosine distance 0.055 (median; 95th pct 0.13),
+# different people at 0.087 (1st pct) / 0.101 (5th pct). Sweep of max_distance (min_faces 2; 3 and 4
+# score the same from 0.065 down, 4 loses a face at 0.06):
+#   max_distance  0.039  0.0455  0.052  0.0585  0.060  0.065  0.068  0.0715  0.0845  0.117
+#   pairwise F1   0.689  0.776   0.817  0.900   0.900  0.904  0.706  0.706   0.729   0.586
+#   BCubed F1     0.693  0.778   0.834  0.917   0.917  0.928  0.817  0.817   0.836   0.597
+#   precision     1.000  1.000   1.000  1.000   1.000  1.000  0.605  0.605   0.584   0.414
+# At 0.068 two people chain into one. We take 0.06, a step below the best point (0.065): nearly the same
+# score with a margin to that cliff, which a larger library (more faces to chain through) moves closer.
+# min_faces 2: a person seen in two photos is worth naming (and a face must pair with its mirror image).
+# With the flagged photos kept (statues, cosplayers, collages) pairwise precision is 0.94.
+DLIB = ClusterParams(min_faces=2, max_distance=0.06, neighbours=16, suggest_distance=0.05)
 # ArcFace (InsightFace buffalo_l, 512-D): its weights cannot be fetched here, so no sweep could be run.
 # MyVLM's person head accepts a face at cosine distance <= 0.675: a recognition bound, one face against
 # a concept's few keys. Clustering chains faces through neighbours, so it needs a tighter bound: 0.5, the

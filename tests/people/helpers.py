@@ -19,7 +19,7 @@ def identities(count: int, seed: int = 0, dim: int = DIM) -> np.ndarray:
 
 
 def faces_of(center: np.ndarray, count: int, seed: int, spread: float = 0.012) -> np.ndarray:
-    """Faces of one person: cosine distance ~0.02 between two of them (dlib's threshold here is 0.065)."""
+    """Faces of one person: cosine distance ~0.02 between two of them (dlib's clustering bound is 0.06)."""
     rng = np.random.default_rng(seed)
     return unit(center + spread * rng.normal(size=(count, len(center))))
 
