@@ -422,36 +422,11 @@ class NameDialog(QDialog):
         return self.name.text().strip(), checked.property("kind") if checked else "person"
 
 
-class MergeDialog(QDialog):
-    """Merge several clusters: the user picks the one that survives (its name and cover)."""
-
-    def __init__(self, choices: list[tuple[int, str]], parent=None):
-        super().__init__(parent)
-        self.setWindowTitle("Merge")
-        self.list = QListWidget()
-        for cluster_id, label in choices:
-            item = QListWidgetItem(label)
-            item.setData(Qt.ItemDataRole.UserRole, cluster_id)
-            self.list.addItem(item)
-        self.list.setCurrentRow(0)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Merge")
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addWidget(heading("Merge into…", "sectionTitle"))
-        layout.addWidget(QLabel("The others join the one you pick; it keeps its name and cover."))
-        layout.addWidget(self.list)
-        layout.addWidget(buttons)
-
-    def survivor(self) -> int:
-        return int(self.list.currentItem().data(Qt.ItemDataRole.UserRole))
-
-
 class ChoiceDialog(QDialog):
     """Pick one of several labelled values (move faces to which cluster)."""
 
-    def __init__(self, title: str, text: str, choices: list[tuple[object, str]], parent=None):
+    def __init__(self, title: str, text: str, choices: list[tuple[object, str]], parent=None,
+                 heading_text: str | None = None, ok_text: str | None = None):
         super().__init__(parent)
         self.setWindowTitle(title)
         self.list = QListWidget()
@@ -461,9 +436,13 @@ class ChoiceDialog(QDialog):
             self.list.addItem(item)
         self.list.setCurrentRow(0)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        if ok_text:
+            buttons.button(QDialogButtonBox.StandardButton.Ok).setText(ok_text)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
+        if heading_text:
+            layout.addWidget(heading(heading_text, "sectionTitle"))
         layout.addWidget(QLabel(text))
         layout.addWidget(self.list)
         layout.addWidget(buttons)
@@ -471,3 +450,14 @@ class ChoiceDialog(QDialog):
     def value(self):
         item = self.list.currentItem()
         return None if item is None else item.data(Qt.ItemDataRole.UserRole)
+
+
+class MergeDialog(ChoiceDialog):
+    """Merge several clusters: the user picks the one that survives (its name and cover)."""
+
+    def __init__(self, choices: list[tuple[int, str]], parent=None):
+        super().__init__("Merge", "The others join the one you pick; it keeps its name and cover.", choices,
+                         parent, heading_text="Merge into…", ok_text="Merge")
+
+    def survivor(self) -> int:
+        return int(self.value())

@@ -16,13 +16,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def t1_library(library, photo_dir):
-    paths = helpers.save_t1(photo_dir)
-    photos = helpers.add_photos(library, photo_dir)
-    faces = {name: helpers.add_faces(library, photos[paths[name].name], helpers.t1_faces(name == "mirror"))
-             for name in ("t1", "mirror")}
+def t1_library(t1_faces):
+    _library, _photos, faces = t1_faces
     assert len(faces["t1"]) == len(faces["mirror"]) == 6, "dlib finds the six faces of t1.jpg"
-    return library, {k: photos[p.name] for k, p in paths.items()}, faces
+    return t1_faces
 
 
 @pytest.mark.parametrize("person", range(6))

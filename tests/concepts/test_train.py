@@ -22,11 +22,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def t1_library(library, photo_dir):
-    paths = helpers.save_t1(photo_dir)
-    photos = helpers.add_photos(library, photo_dir)
-    faces = {name: helpers.add_faces(library, photos[paths[name].name], helpers.t1_faces(name == "mirror"))
-             for name in ("t1", "mirror")}
+def t1_library(t1_faces):
+    library, _photos, faces = t1_faces
     ops.name_cluster(library, helpers.face_cluster(library, [faces["t1"][1], faces["mirror"][4]]), "Alice")
     return library, faces
 
