@@ -23,15 +23,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from myvlm_desktop.library.db import now  # noqa: E402
-from myvlm_desktop.library.scan import scan_library  # noqa: E402
-from myvlm_desktop.library.search import search  # noqa: E402
-from myvlm_desktop.library.store import Library  # noqa: E402
+from myvlm_desktop.library.db import now
+from myvlm_desktop.library.scan import scan_library
+from myvlm_desktop.library.search import search
+from myvlm_desktop.library.store import Library
 
 MEGAPIXELS = [1, 2, 3, 5, 8, 12]
-WORDS = ("beach dog cat sunset mountain lake birthday cake park city street snow forest car bike garden "
-         "kitchen table sofa book ball child woman man friends family dinner party river bridge boat sky "
-         "flowers tree window door road train airport museum concert stage picnic hat red blue green").split()
+WORDS = ["beach", "dog", "cat", "sunset", "mountain", "lake", "birthday", "cake", "park", "city", "street", "snow", "forest", "car", "bike", "garden", "kitchen", "table", "sofa", "book", "ball", "child", "woman", "man", "friends", "family", "dinner", "party", "river", "bridge", "boat", "sky", "flowers", "tree", "window", "door", "road", "train", "airport", "museum", "concert", "stage", "picnic", "hat", "red", "blue", "green"]
 NAMES = ["Alice", "Rex", "Bob", "Mia", "Luna", "Grandma", "Teddy", "Max"]
 
 

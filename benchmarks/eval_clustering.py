@@ -43,8 +43,8 @@ def labelled_files(root: Path, clean: bool = True) -> list[tuple[Path, str]]:
 
 
 def load_rgb(path: Path, max_side: int = 1280) -> np.ndarray:
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im).convert("RGB")
+    with Image.open(path) as opened:
+        im = ImageOps.exif_transpose(opened).convert("RGB")
         im.thumbnail((max_side, max_side))
         return np.asarray(im)
 

@@ -21,7 +21,7 @@ try:  # HEIC/HEIF from phones; optional at import so a broken libheif never stop
 
     pillow_heif.register_heif_opener()
     HEIF_SUPPORTED = True
-except Exception:  # pragma: no cover - depends on the platform's wheel
+except (ImportError, OSError):  # pragma: no cover - depends on the platform's wheel
     HEIF_SUPPORTED = False
 
 # 16k x 12k is larger than any camera; beyond that a declared size is a decompression bomb.

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from .common import CommandError, emit, library
 
-
 KINDS = ("person", "pet", "object")  # as the concepts.kind CHECK in library/schema.py
 
 

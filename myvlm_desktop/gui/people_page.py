@@ -167,7 +167,7 @@ class PeoplePage(QWidget):
         self.name_button = self._button("name", "Name…", self.name_selected)
         self.merge_button = self._button("merge", "Merge…", self.merge_selected)
         self.hide_button = self._button("hide", "Hide", self.hide_selected)
-        self.open_button = self._button("people", "Open", lambda: self._open_selected())
+        self.open_button = self._button("people", "Open", self._open_selected)
         for b in (self.name_button, self.merge_button, self.hide_button, self.open_button):
             bar.addWidget(b)
         bar.addStretch(1)

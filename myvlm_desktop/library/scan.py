@@ -84,8 +84,8 @@ def _roots(folders: list[tuple[int, str]], subpaths: Iterable[str] | None) -> li
     if subpaths is None:
         return folders
     roots = []
-    for sub in subpaths:
-        sub = os.path.abspath(sub)
+    for given in subpaths:
+        sub = os.path.abspath(given)
         owner = [(fid, root) for fid, root in folders if sub == root or sub.startswith(root.rstrip(os.sep) + os.sep)]
         if owner:
             roots.append((owner[0][0], sub))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from .. import config
 from .db import Database, now
@@ -23,10 +23,10 @@ class Library:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> Library:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- folders -----------------------------------------------------------------------------------

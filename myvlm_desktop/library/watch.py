@@ -19,7 +19,6 @@ from watchdog.observers import Observer
 from .scan import scan_library
 from .store import Library
 
-
 # inotify drops events past its queue (16k by default) and watchdog does not tell us; after a burst this big,
 # rescan whole folders rather than trusting that every dirty folder was reported.
 BIG_BURST = 4000

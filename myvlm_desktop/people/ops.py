@@ -261,8 +261,8 @@ def _merge(conn, a, b, keep):
     (kind_a, row_a), (kind_b, row_b) = _ref(conn, first), _ref(conn, second)
     concept_a = row_a["id"] if kind_a == "concept" else row_a["concept_id"]
     concept_b = row_b["id"] if kind_b == "concept" else row_b["concept_id"]
-    if kind_a == kind_b == "cluster" and row_a["id"] == row_b["id"] or \
-            kind_a == kind_b == "concept" and concept_a == concept_b:
+    if (kind_a == kind_b == "cluster" and row_a["id"] == row_b["id"]) or \
+            (kind_a == kind_b == "concept" and concept_a == concept_b):
         raise PeopleError("cannot merge something with itself")
     if concept_a and concept_b and concept_a != concept_b:
         gone = _concept(conn, concept_b)["name"]

@@ -29,7 +29,7 @@ def test_emitting_signals_keeps_python_reference_counts_intact(qapp):
 def test_run_task_works_off_the_gui_thread_and_answers_in_it(qapp, qtbot):
     gui = threading.get_ident()
     seen = {}
-    run_task(lambda: threading.get_ident(), on_done=lambda worker: seen.update(worker=worker, done_in=threading.get_ident()))
+    run_task(threading.get_ident, on_done=lambda worker: seen.update(worker=worker, done_in=threading.get_ident()))
     qtbot.waitUntil(lambda: "done_in" in seen)
     assert seen["worker"] != gui and seen["done_in"] == gui
 

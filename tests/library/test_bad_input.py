@@ -107,7 +107,7 @@ def test_symlink_loop(library, photo_dir):
     os.symlink(photo_dir, photo_dir / "album" / "back-to-top")  # folder loop
     os.symlink(photo_dir / "b.jpg", photo_dir / "a.jpg")  # file loop
     os.symlink(photo_dir / "a.jpg", photo_dir / "b.jpg")
-    counts, reason, reasons = _scan_one(library, photo_dir, "a.jpg")
+    _counts, reason, reasons = _scan_one(library, photo_dir, "a.jpg")
     assert reason == "symlink loop"
     assert any("symlink loop" in r for n, r in reasons.items() if n == "back-to-top")
     assert library.status()["photos"] == 2  # inside.jpg once, good.jpg once

@@ -11,7 +11,7 @@ from tests.conftest import make_jpeg
 def myvlm(*args, data_dir=None, env=None):
     command = [sys.executable, "-m", "myvlm_desktop.cli"] + (["--data-dir", str(data_dir)] if data_dir else [])
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run(command + list(args), capture_output=True, text=True, env=full_env, timeout=120)
+    return subprocess.run(command + list(args), capture_output=True, text=True, env=full_env, timeout=120, check=False)
 
 
 def test_add_scan_status_errors_search(tmp_path):

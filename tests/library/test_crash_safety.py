@@ -1,6 +1,5 @@
 """A scan killed with SIGKILL at random moments leaves a sound database, and the next scan finishes the job."""
 
-import os
 import random
 import signal
 import sqlite3

@@ -94,7 +94,7 @@ def test_decisions_follow_faces_to_a_new_engine(library):
                              boxes=[(row["x1"] + 3, row["y1"] - 2, row["x2"] + 4, row["y2"])])
     result = cluster_faces(db)
     assert result["engine"] == "arcface-test" and result["carried_over"] == 9
-    assert clusters_of(db, [new_ids[0]] + new_ids[2:5]) == {a}
+    assert clusters_of(db, [new_ids[0], *new_ids[2:5]]) == {a}
     assert clusters_of(db, [new_ids[1]]) != {a}
     assert db.scalar("SELECT count(*) FROM rejections WHERE face_id = ?", (new_ids[1],)) == 1
     assert clusters_of(db, new_ids[5:6]) == clusters_of(db, people[1][:1])  # the split-off face too

@@ -101,7 +101,8 @@ def test_detect_image_on_a_photo_outside_the_library(t1_library, tmp_path):
 def _iou(a, b):
     w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])
+    def area(r):
+        return (r[2] - r[0]) * (r[3] - r[1])
     return w * h / (area(a) + area(b) - w * h)
 
 

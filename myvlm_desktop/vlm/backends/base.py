@@ -249,8 +249,8 @@ class Backend:
     def sequences(self, prompt_ids: Sequence[list[int]], k: int, target_ids=None) -> Sequences:
         """Left-padded prompt (+ target) sequences with k concept placeholders after the image placeholders."""
         rows, labels, spots = [], [], []
-        for i, prompt in enumerate(prompt_ids):
-            prompt, where = self._insert_placeholders(prompt, k)
+        for i, ids in enumerate(prompt_ids):
+            prompt, where = self._insert_placeholders(ids, k)
             target = list(target_ids[i]) if target_ids is not None else []
             rows.append(prompt + target)
             labels.append([IGNORE] * len(prompt) + target)
