@@ -9,7 +9,14 @@ from skimage import data
 from myvlm_desktop.imaging import load_array
 from myvlm_desktop.models.errors import ModelUnavailable
 from myvlm_desktop.vision.calibration import calibrated_threshold, calibration_file, save_calibration
-from myvlm_desktop.vision.faces import DLIB_THRESHOLD, FaceEngine, auto_choice, get_face_engine, iou, match_boxes
+from myvlm_desktop.vision.faces import (
+    DLIB_THRESHOLD,
+    FaceEngine,
+    auto_choice,
+    get_face_engine,
+    iou,
+    match_boxes,
+)
 from tests.conftest import insightface_image
 
 
