@@ -22,7 +22,7 @@ from ..models.errors import ModelUnavailable
 from ..people.ops import concept_members as people_members
 from .augment import augmented_views
 from .engines import embedder_for, face_engine_for
-from .linear import TrainConfig, TrainingError, train_linear_head
+from .linear import TrainConfig, TrainingError, fit_concept_head
 from .person import PersonHead, representative_keys
 from .store import ConceptFileError, Head, load_head, save_head
 
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 HARD_NEGATIVES = 100     # the user's photos most like the concept: what the head must learn to tell apart
 SPREAD_NEGATIVES = 50    # plus a spread over the rest, so ordinary photos are covered too (MyVLM used ~150)
 MAX_NEGATIVE_KEYS = 256
+CROP = 0.7               # subject crops cover this share of each side
 LOAD_SIDE = 768          # decode training photos at most this big: embedders look at a few hundred pixels
 PERSON_KIND = "person"
 SAME_FACE_IOU = 0.3      # two boxes overlapping this much are one face found twice, not two people
@@ -276,8 +277,8 @@ def _linear_head(library: Library, concept, members: dict[str, set[int]], embedd
     neg, negative_ids = _hard_negatives(db, embedder_id, pos[_originals(groups)], set(photo_ids) | found,
                                         members["rejected_photo_ids"])
     cfg = TrainConfig(seed=seed)
-    head = train_linear_head(pos, neg, cfg, positive_groups=groups)
-    meta = {"engine": embedder_id, "threshold": 0.5,
+    head = fit_concept_head(pos, neg, groups, cfg)
+    meta = {"engine": embedder_id, "mode": "prototypes" if head.prototypes is not None else "linear",
             "training": {"positive_photo_ids": sorted(set(groups.tolist())), "positive_views": len(pos),
                          "augmented": embedder is not None, "negative_photo_ids": negative_ids,
                          **cfg.as_dict()}}
@@ -323,7 +324,16 @@ def _embedded_views(library: Library, photo_id: int, embedder) -> np.ndarray | N
     except ImageError as exc:
         log.warning("photo %s left out of augmentation: %s", photo_id, exc)
         return None
-    return np.asarray(embedder.embed(augmented_views(rgb)), np.float32)
+    return np.asarray(embedder.embed(training_views(rgb)), np.float32)
+
+
+def training_views(rgb: np.ndarray) -> list[np.ndarray]:
+    """What a pet or object head learns from one photo: its augmented views (the original first), then
+    crops around the likely subject, which is rarely the whole frame: the centre and four corners."""
+    h, w = rgb.shape[:2]
+    ch, cw = max(1, round(h * CROP)), max(1, round(w * CROP))
+    corners = [((h - ch) // 2, (w - cw) // 2), (0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw)]
+    return augmented_views(rgb) + [np.ascontiguousarray(rgb[y:y + ch, x:x + cw]) for y, x in corners]
 
 
 def _originals(groups: np.ndarray) -> np.ndarray:
