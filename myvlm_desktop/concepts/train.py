@@ -177,7 +177,7 @@ def _person_head(db: Database, concept, members: dict[str, set[int]], face_engin
         raise TrainingError(f"no face of {concept['name']} is known yet: pick a photo where they are alone")
     keys = np.stack([from_blob(r["embedding"]) for r in positives])
     chosen = representative_keys(keys)
-    negatives = [r for r in _negative_faces(db, members, positives) if r["engine"] == engine_id]
+    negatives = [r for r in _negative_faces(db, members, positives, concept["id"]) if r["engine"] == engine_id]
     neg = np.stack([from_blob(r["embedding"]) for r in negatives]) if negatives else np.zeros((0, keys.shape[1]))
     neg_chosen = representative_keys(neg, MAX_NEGATIVE_KEYS) if len(neg) else np.arange(0)
     meta = {"engine": engine_id, "threshold": threshold,
@@ -220,18 +220,29 @@ def _face_rows(db: Database, face_ids: Iterable[int]) -> list:
     return _rows_by_id(db, f"SELECT {FACE_COLUMNS} FROM faces WHERE id IN ({{}})", face_ids)
 
 
-def _negative_faces(db: Database, members: dict[str, set[int]], positives: list) -> list:
+def _negative_faces(db: Database, members: dict[str, set[int]], positives: list, concept_id: int) -> list:
     """Faces that are not the concept: those the user rejected, every face of photos the user said it is
-    not in, and the other faces of the concept's own photos (a person appears once in a photo)."""
+    not in, the other faces of the concept's own photos (a person appears once in a photo), and the faces
+    of the other people the user named."""
     rows = _face_rows(db, members["rejected_face_ids"])
     rows += _rows_by_id(db, f"SELECT {FACE_COLUMNS} FROM faces WHERE photo_id IN ({{}})", members["rejected_photo_ids"])
     rows += _companions(db, positives)
+    rows += _other_people(db, concept_id)
     seen, unique = {r["id"] for r in positives} | set(members["face_ids"]), []
     for r in rows:
         if r["id"] not in seen:
             seen.add(r["id"])
             unique.append(r)
     return unique
+
+
+def _other_people(db: Database, concept_id: int) -> list:
+    """The faces of the other people the user named: a face nearer one of them than this person is theirs.
+    (A later change to them does not retrain this head; its negatives are still true negatives.)"""
+    columns = ", ".join(f"f.{c.strip()}" for c in FACE_COLUMNS.split(","))
+    return db.query(f"SELECT {columns} FROM faces f JOIN clusters c ON c.id = f.cluster_id "
+                    "JOIN concepts k ON k.id = c.concept_id WHERE k.kind = ? AND k.id != ? AND f.hidden = 0 "
+                    "ORDER BY f.id", (PERSON_KIND, concept_id))
 
 
 def _companions(db: Database, positives: list) -> list:

@@ -99,6 +99,7 @@ class FaceEngine:
 # hog: HOG, weak hits confirmed by the CNN; cnn: MMOD CNN only; hog+cnn: HOG, and the CNN on photos where
 # HOG found nothing (turned and partly hidden faces) - see benchmarks/bench_detectors.py for the figures
 DLIB_DETECTORS = ("hog", "cnn", "hog+cnn")
+CASCADE_SIDE = 640  # hog+cnn: the CNN's look at photos where HOG found nothing, at this longest side
 
 
 class DlibEngine(FaceEngine):
@@ -160,7 +161,9 @@ class DlibEngine(FaceEngine):
         if self.verify_below is not None:
             found = [(r, s) for r, s in found if s >= self.verify_below or self._confirmed(rgb, r)]
         if not found and self.detector == "hog+cnn":
-            found = self._find(rgb, scale, 0, cnn=True)
+            # the CNN finds turned and half-hidden faces HOG misses, not smaller ones: a smaller scale keeps
+            # its cost down on the many photos that have no face at all
+            found = self._find(rgb, min(scale, CASCADE_SIDE / longest), 0, cnn=True)
         return [self._landmarks(rgb, rect, score) for rect, score in found]
 
     def _confirmed(self, rgb: np.ndarray, rect, face_side: int = 80) -> bool:

@@ -100,3 +100,21 @@ def test_a_pet_with_one_photo_is_reviewed_photo_by_photo(library, photo_dir):
     assert queue[0].photo_id in concept_members(library.db, head.meta["concept_id"])["photo_ids"]
     ops.undo(library)
     assert queue[0].photo_id not in concept_members(library.db, head.meta["concept_id"])["photo_ids"]
+
+
+def test_the_other_people_named_are_negatives_of_a_person_head(alice):
+    from tests.concepts.helpers import _at
+
+    likely = _at(0.06, 5)  # within Alice's threshold...
+    assert retrain_and_load(alice).model.verdicts(likely[None])[2][0]
+    ops.name_cluster(alice.library, helpers.face_cluster(alice.library, [alice.faces["likely"]]), "Bob")
+    head = retrain_and_load(alice)
+    assert alice.faces["likely"] in head.meta["training"]["negative_face_ids"]
+    assert not head.model.verdicts(likely[None])[2][0]  # ...but nearer Bob, whom the user named
+    assert head.model.verdicts(_at(0.06, 7)[None])[2][0]  # a face as near Alice, not like Bob: still Alice
+
+
+def retrain_and_load(alice):
+    from myvlm_desktop.concepts.train import ensure_heads
+
+    return ensure_heads(alice.library, ["Alice"], force=True)[0][alice.concept]
