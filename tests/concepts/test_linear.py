@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from myvlm_desktop.concepts.linear import (
-    MIN_CUTOFF,
+    MAX_CUTOFF,
     LinearHead,
     TrainConfig,
     TrainingError,
@@ -90,7 +90,7 @@ def test_three_examples_train_a_linear_head_with_a_calibrated_cut_off():
     pos, groups, neg, unseen_pos, unseen_neg = _data(3, seed=12)
     head = fit_concept_head(pos, neg, groups, TrainConfig())
     assert head.prototypes is None
-    assert MIN_CUTOFF <= head.threshold <= 0.5
+    assert 0.5 <= head.threshold <= MAX_CUTOFF
     # at the cut-off the score is exactly 0.5, whatever the cut-off is
     p = head.probabilities(unseen_pos)
     assert np.allclose(head.scores(unseen_pos) >= 0.5, p >= head.threshold)
