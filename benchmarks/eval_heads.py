@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from myvlm_desktop.concepts.linear import TrainConfig, fit_concept_head
 from myvlm_desktop.concepts.person import PersonHead
+from myvlm_desktop.concepts.review import BAND
 from myvlm_desktop.concepts.train import LOAD_SIDE, select_negatives, training_views
 from myvlm_desktop.imaging import ImageError, load_array
 from myvlm_desktop.models.errors import ModelUnavailable
@@ -46,6 +47,7 @@ def main() -> int:
     parser.add_argument("--only", choices=("pets", "people"))
     parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--steps", type=int, default=500, help="linear head training steps (MyVLM: 500)")
+    parser.add_argument("--review", type=int, default=5, help="simulated review answers per concept (0: none)")
     parser.add_argument("--face-engine", default="dlib")
     parser.add_argument("--detector", default="hog", help="dlib's detector: hog | cnn | hog+cnn (cached faces)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "eval_heads.json")
@@ -105,9 +107,54 @@ def eval_pets(args, embedder_name: str) -> dict:
                 counts.append(_counts(head.present(originals[test_pos]), on_neg)
                               | {"fp_same_species": int(on_neg[same_species].sum())})
             per_concept[concept][shots] = _scores(counts)
-    return {"embedder": embedder.engine_id, "photos": len(photos), "views_per_photo": len(views[paths[0]]),
-            "embed_seconds": round(embed_s, 1), "train_seconds": round(time.perf_counter() - started, 1),
-            "per_concept": per_concept, "mean": _means(per_concept)}
+    result = {"embedder": embedder.engine_id, "photos": len(photos), "views_per_photo": len(views[paths[0]]),
+              "embed_seconds": round(embed_s, 1), "train_seconds": round(time.perf_counter() - started, 1),
+              "per_concept": per_concept, "mean": _means(per_concept)}
+    if args.review:
+        result["review_gain"] = _pet_review_gain(args, views, labels, paths, originals)
+    return result
+
+
+def _pet_review_gain(args, views: dict, labels: np.ndarray, paths: list, originals: np.ndarray) -> dict:
+    """The same heads before and after `args.review` answers from the review queue (concepts.review's
+    rule: scores within BAND of the cut-off, closest first). The concept's photos not used to train are
+    split in two: half sit unconfirmed in the library (the queue may ask about them), half are the test."""
+    before, after, asked = {}, {}, []
+    for concept in sorted(set(labels)):
+        before[concept], after[concept] = {}, {}
+        for shots in SHOTS:
+            counts_before, counts_after = [], []
+            for split in range(args.splits):
+                rng = np.random.default_rng([split, shots, _stable(concept), 1])
+                own = rng.permutation(np.flatnonzero(labels == concept))
+                others = rng.permutation(np.flatnonzero(labels != concept))
+                train_pos, rest = own[:shots], own[shots:]
+                pool_pos, test_pos = rest[: len(rest) // 2], rest[len(rest) // 2:]
+                train_neg, test_neg = others[: len(others) // 2], others[len(others) // 2:]
+                cfg = TrainConfig(steps=args.steps, seed=split)
+                library = (views, paths, originals, train_neg, cfg)
+                head = _fit_pet(library, train_pos, np.zeros(0, int))
+                counts_before.append(_counts(head.present(originals[test_pos]), head.present(originals[test_neg])))
+                pool = np.concatenate([pool_pos, train_neg])
+                doubt = np.abs(head.scores(originals[pool]) - 0.5)
+                queue = [pool[i] for i in np.argsort(doubt, kind="stable") if doubt[i] <= BAND][: args.review]
+                yes = np.array([i for i in queue if labels[i] == concept], int)
+                no = np.array([i for i in queue if labels[i] != concept], int)
+                asked.append(len(queue))
+                head = _fit_pet(library, np.concatenate([train_pos, yes]), no)
+                counts_after.append(_counts(head.present(originals[test_pos]), head.present(originals[test_neg])))
+            before[concept][shots], after[concept][shots] = _scores(counts_before), _scores(counts_after)
+    return {"answers_per_concept": args.review, "mean_answers_given": round(float(np.mean(asked)), 2),
+            "before": _means(before), "after": _means(after)}
+
+
+def _fit_pet(library: tuple, positive_ids: np.ndarray, rejected: np.ndarray):
+    """A pet head as the app trains it: the positives' views, hard negatives, the photos answered "no"."""
+    views, paths, originals, train_neg, cfg = library
+    pos = np.concatenate([views[paths[i]] for i in positive_ids])
+    groups = np.repeat(positive_ids, [len(views[paths[i]]) for i in positive_ids])
+    chosen = train_neg[select_negatives(originals[train_neg], originals[positive_ids])]
+    return fit_concept_head(pos, originals[np.union1d(chosen, rejected).astype(int)], groups, cfg)
 
 
 def _pet_views(args, photos: list[dict], embedder) -> tuple[dict, float]:
@@ -158,7 +205,55 @@ def eval_people(args, engine_name: str) -> dict:
             "threshold": engine.threshold, "photos": len(photos),
             "photos_with_a_face": sum(v is not None for v in vectors), "detect_seconds": round(detect_s, 1),
             "per_concept": per_concept, "mean": _means(per_concept), "mean_without_named_negatives": keys_only,
-            "threshold_sweep_4_shots": sweep}
+            "threshold_sweep_4_shots": sweep,
+            **({"review_gain": _people_review_gain(args, vectors, labels, solo, crowded, engine.threshold)}
+               if args.review else {})}
+
+
+def _people_review_gain(args, vectors: list, labels: np.ndarray, solo: np.ndarray, crowded: np.ndarray,
+                        threshold: float) -> dict:
+    """Person heads before and after `args.review` answers: the queue (concepts.review's rule) looks at
+    the faces of half the photos not used to train; the other half is the test. A face in a group photo
+    is skipped (the label does not say which face is whom), the others answered by their photo's label."""
+    concepts = sorted(set(labels))
+    before, after, asked = {c: {} for c in concepts}, {c: {} for c in concepts}, []
+    for shots in SHOTS:
+        counts = {c: ([], []) for c in concepts}
+        for split in range(args.splits):
+            train = {c: np.random.default_rng([split, shots, _stable(c)]).permutation(
+                np.flatnonzero((labels == c) & solo))[:shots] for c in concepts}
+            rest = np.random.default_rng([split, shots, 1]).permutation(
+                np.setdiff1d(np.arange(len(labels)), np.concatenate(list(train.values()))))
+            pool, test = rest[: len(rest) // 2], rest[len(rest) // 2:]
+            for concept in concepts:
+                keys = [vectors[i][0] for i in train[concept]]
+                negatives = [vectors[i][0] for c in concepts if c != concept for i in train[c]]
+                head = PersonHead(np.stack(keys), threshold, np.stack(negatives))
+                counts[concept][0].append(_photo_counts(head, vectors, labels, crowded, test, concept))
+                faces = [(i, face) for i in pool if vectors[i] is not None for face in vectors[i]]
+                scores = head.verdicts(np.stack([f for _, f in faces]))[1]
+                order = [j for j in np.argsort(np.abs(scores - 0.5), kind="stable") if abs(scores[j] - 0.5) <= BAND]
+                queue = order[: args.review]
+                asked.append(len(queue))
+                for j in queue:
+                    photo, face = faces[j]
+                    if crowded[photo]:
+                        continue  # skip
+                    (keys if labels[photo] == concept else negatives).append(face)
+                head = PersonHead(np.stack(keys), threshold, np.stack(negatives))
+                counts[concept][1].append(_photo_counts(head, vectors, labels, crowded, test, concept))
+        for concept in concepts:
+            before[concept][shots], after[concept][shots] = _scores(counts[concept][0]), _scores(counts[concept][1])
+    return {"answers_per_concept": args.review, "mean_answers_given": round(float(np.mean(asked)), 2),
+            "before": _means(before), "after": _means(after)}
+
+
+def _photo_counts(head: PersonHead, vectors: list, labels: np.ndarray, crowded: np.ndarray, photos: np.ndarray,
+                  concept: str) -> dict:
+    hits = np.array([vectors[i] is not None and head.best(vectors[i]) is not None for i in photos])
+    truth = labels[photos] == concept
+    no_face = np.array([vectors[i] is None for i in photos])
+    return _counts(hits[truth], hits[~truth & ~crowded[photos]]) | {"no_face": int(no_face[truth].sum())}
 
 
 def _cached_faces(args, folder: Path, photos: list[dict]) -> dict:
@@ -242,6 +337,12 @@ def _print(report: dict) -> None:
                 cells = ["  {precision:.2f}/{recall:.2f}/{f1:.2f}/{weighted_accuracy:.2f}     ".format(**by_shots[s])
                          for s in SHOTS]
                 print(f"  {concept:<18}" + "".join(cells))
+            if "review_gain" in result:
+                gain = result["review_gain"]
+                print(f"  review gain ({gain['answers_per_concept']} answers asked per concept, "
+                      f"{gain['mean_answers_given']} given on average), WA before -> after: " + ", ".join(
+                          f"{s}-shot {gain['before'][s]['weighted_accuracy']:.2f} -> {gain['after'][s]['weighted_accuracy']:.2f}"
+                          for s in SHOTS))
             if task == "people":
                 print("  recall among photos whose face was found (4 shots):", result["mean"][4]["recall_of_found_faces"])
                 print("  without the other people as negatives, WA at 1/2/4 shots:",
