@@ -186,3 +186,25 @@ def test_box_matching_is_one_to_one():
     new = [(1, 1, 11, 11), (300, 300, 310, 310)]
     assert iou(old[0], old[0]) == 1.0 and iou(old[0], new[1]) == 0.0
     assert match_boxes(old, new) == {2: 0}  # the better overlap wins; the other stays unmatched
+
+
+def test_the_cascade_asks_the_cnn_only_where_hog_found_nothing():
+    from PIL import Image
+
+    from myvlm_desktop.vision.faces import DlibEngine
+
+    with pytest.raises(ValueError, match="hog, cnn, hog\\+cnn"):
+        DlibEngine(detector="mtcnn")
+    hog, cascade = DlibEngine(detector="hog"), DlibEngine(detector="hog+cnn")
+    upright = data.astronaut()
+    assert [d.box for d in cascade.detect(upright)] == [d.box for d in hog.detect(upright)]
+    tilted = np.asarray(Image.fromarray(upright).rotate(50, resample=Image.Resampling.BILINEAR))
+    assert hog.detect(tilted) == []  # HOG's upright template misses a head tilted this much
+    (face,) = cascade.analyze(tilted)
+    (upright_face,) = hog.detect(upright)
+    # where the upright face's centre lands when the image turns 50 degrees anticlockwise about its centre
+    c, s, (x, y) = np.cos(np.radians(50)), np.sin(np.radians(50)), np.reshape(upright_face.box, (2, 2)).mean(axis=0) - 256
+    expected = (256 + x * c + y * s, 256 - x * s + y * c)
+    found = np.reshape(face.box, (2, 2)).mean(axis=0)
+    assert np.hypot(*(found - expected)) < 0.5 * (upright_face.box[2] - upright_face.box[0])  # her face
+    assert face.embedding.shape == (128,)
