@@ -22,7 +22,7 @@ def register(sub) -> None:
     q.set_defaults(handler=models_download)
 
     p = sub.add_parser("index", help="find faces and compute image embeddings for photos not yet indexed")
-    p.add_argument("--face-engine", default="auto", help="auto | dlib | dlib-cnn | insightface (default auto)")
+    p.add_argument("--face-engine", default="auto", help="auto | dlib | dlib+cnn | dlib-cnn | insightface (default auto)")
     p.add_argument("--embedder", default="sscd", help="sscd | clip (default sscd)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", action="store_true")

@@ -195,7 +195,8 @@ def test_the_cascade_asks_the_cnn_only_where_hog_found_nothing():
 
     with pytest.raises(ValueError, match="hog, cnn, hog\\+cnn"):
         DlibEngine(detector="mtcnn")
-    hog, cascade = DlibEngine(detector="hog"), DlibEngine(detector="hog+cnn")
+    hog, cascade = DlibEngine(detector="hog"), get_face_engine("dlib+cnn")
+    assert cascade.detector == "hog+cnn" and cascade.engine_id == hog.engine_id  # same vectors: nothing to redo
     upright = data.astronaut()
     assert [d.box for d in cascade.detect(upright)] == [d.box for d in hog.detect(upright)]
     tilted = np.asarray(Image.fromarray(upright).rotate(50, resample=Image.Resampling.BILINEAR))
