@@ -16,6 +16,47 @@ def register(sub) -> None:
     p.set_defaults(handler=import_names)
 
 
+def register_concept_packs(concept_sub) -> None:
+    """`concept export` and `concept import`, under the `concept` command of cli/people.py."""
+    c = concept_sub.add_parser("export", help="write a concept pack (.myvlm): its head, embeddings, thumbnails")
+    c.add_argument("name", help="the concept's name or id")
+    c.add_argument("-o", "--output", help="the pack file (default: NAME.myvlm here)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(handler=concept_export)
+    c = concept_sub.add_parser("import", help="install a concept pack (.myvlm) made on another computer")
+    c.add_argument("pack", help="the .myvlm file")
+    c.add_argument("--name", help="install under this name (when the pack's name is taken here)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(handler=concept_import)
+
+
+def concept_export(args) -> None:
+    from ..interop import pack
+
+    output = args.output or f"{args.name}{pack.SUFFIX}"
+    try:
+        result = pack.export_concept(library(args), args.name, output)
+    except pack.PackError as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"cannot write {output}: {exc.strerror or exc}") from None
+    parts = (["head"] if result["head"] else []) + [e["backend"] for e in result["embeddings"]]
+    emit(result, args.json, f"wrote {result['path']} ({result['bytes']} bytes: {', '.join(parts) or 'no head yet'}, "
+                            f"{len(result['thumbnails'])} thumbnails)")
+
+
+def concept_import(args) -> None:
+    from ..interop import pack
+
+    try:
+        result = pack.import_pack(library(args), args.pack, name=args.name)
+    except pack.PackError as exc:
+        raise CommandError(f"{args.pack}: {exc}") from None
+    lines = [f"installed {result['concept']} ({result['kind']}): {', '.join(result['installed']) or 'the name only'}"]
+    lines += [f"not installed: {why}" for why in result["not_installed"]]
+    emit(result, args.json, "\n".join(lines))
+
+
 def import_names(args) -> None:
     from ..pipeline import names
 
