@@ -15,6 +15,16 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=import_names)
 
+    p = sub.add_parser("write-back", help="write names and captions to XMP sidecars (opt-in per library)")
+    p.add_argument("--enable", action="store_true", help="turn writing on for this library")
+    p.add_argument("--disable", action="store_true", help="turn it off")
+    p.add_argument("--style", choices=("photo.jpg.xmp", "photo.xmp"), help="how sidecars are named")
+    p.add_argument("--into-image", choices=("yes", "no"), help="write into the photo files themselves (JPEG, "
+                   "PNG, WebP, TIFF; pixels are checked unchanged) instead of sidecars")
+    p.add_argument("--status", action="store_true", help="show the settings, write nothing")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=write_back)
+
 
 def register_concept_packs(concept_sub) -> None:
     """`concept export` and `concept import`, under the `concept` command of cli/people.py."""
@@ -55,6 +65,32 @@ def concept_import(args) -> None:
     lines = [f"installed {result['concept']} ({result['kind']}): {', '.join(result['installed']) or 'the name only'}"]
     lines += [f"not installed: {why}" for why in result["not_installed"]]
     emit(result, args.json, "\n".join(lines))
+
+
+def write_back(args) -> int:
+    from ..pipeline import writeback
+
+    lib = library(args)
+    if args.enable and args.disable:
+        raise CommandError("--enable or --disable, not both")
+    changes = {"enabled": True if args.enable else False if args.disable else None, "style": args.style,
+               "into_image": None if args.into_image is None else args.into_image == "yes"}
+    if any(v is not None for v in changes.values()):
+        chosen = writeback.configure(lib, **changes)
+        emit(chosen, args.json, f"write-back {'on' if chosen['enabled'] else 'off'}: "
+                                f"{'into the photos' if chosen['into_image'] else 'sidecars ' + chosen['style']}")
+        return 0
+    if args.status:
+        emit(writeback.settings(lib), args.json)
+        return 0
+    try:
+        result = writeback.write_back(lib, progress=stderr_progress)
+    except PermissionError as exc:
+        raise CommandError(str(exc)) from None
+    emit(result, args.json, f"{result['sidecars']} sidecars and {result['embedded']} photos written, "
+                            f"{result['nothing']} with nothing to write, {len(result['errors'])} errors"
+         + "".join(f"\n{e}" for e in result["errors"]))
+    return 1 if result["errors"] else 0
 
 
 def import_names(args) -> None:

@@ -39,6 +39,7 @@ MAX_PACKET = 4 << 20      # a sidecar or packet larger than this is not a real o
 MAX_REGIONS = 200         # more regions than any photo has faces: the rest are ignored, with a warning
 EMBEDDED_SCAN = 16 << 20  # the packet sits in the first megabytes of every format we read
 PEOPLE_ROOTS = ("people", "persons", "person", "personen", "personnes")
+PET_ROOTS = ("pets", "pet", "animals")
 
 
 class XmpError(Exception):
@@ -58,6 +59,7 @@ class Region:
 class Names:
     regions: list[Region] = field(default_factory=list)
     keywords: list[str] = field(default_factory=list)   # person names given for the whole photo
+    pets: list[str] = field(default_factory=list)       # pet names given for the whole photo (Pets/…)
     warnings: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)    # where the names came from
 
@@ -175,6 +177,9 @@ def read_names(photo: str | os.PathLike, data: bytes | None = None) -> Names:
         for keyword in found.keywords:
             if not any(same_name(keyword, k) for k in names.keywords):
                 names.keywords.append(keyword)
+        for pet in found.pets:
+            if not any(same_name(pet, k) for k in names.pets):
+                names.pets.append(pet)
     return names
 
 
@@ -193,7 +198,7 @@ def parse(packet: bytes | str) -> Names:
     names.regions = _mwg_regions(root, names.warnings)
     if not names.regions:  # MP regions usually repeat the MWG ones; read them only when there are none
         names.regions = _mp_regions(root, names.warnings)
-    names.keywords = _keywords(root)
+    names.keywords, names.pets = _keywords(root)
     return names
 
 
@@ -296,11 +301,12 @@ def _mp_regions(root, warnings: list[str]) -> list[Region]:
     return regions
 
 
-def _keywords(root) -> list[str]:
-    """Person names from tag trees (People/…, People|…) and Iptc4xmpExt:PersonInImage."""
-    found: list[str] = []
+def _keywords(root) -> tuple[list[str], list[str]]:
+    """Person names from tag trees (People/…, People|…) and Iptc4xmpExt:PersonInImage; pets from Pets/…."""
+    people: list[str] = []
+    pets: list[str] = []
 
-    def add(name: str | None) -> None:
+    def add(found: list[str], name: str | None) -> None:
         name = _clean(name)
         if name and not any(same_name(name, f) for f in found):
             found.append(name)
@@ -310,8 +316,10 @@ def _keywords(root) -> list[str]:
             for li in holder.iter(_q("rdf:li")):
                 parts = [p.strip() for p in (li.text or "").split(sep)]
                 if len(parts) >= 2 and parts[0].lower() in PEOPLE_ROOTS:
-                    add(parts[-1])
+                    add(people, parts[-1])
+                elif len(parts) >= 2 and parts[0].lower() in PET_ROOTS:
+                    add(pets, parts[-1])
     for holder in root.iter(_q("Iptc4xmpExt:PersonInImage")):
         for li in holder.iter(_q("rdf:li")):
-            add(li.text)
-    return found
+            add(people, li.text)
+    return people, pets

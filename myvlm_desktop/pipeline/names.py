@@ -3,8 +3,8 @@
 For each photo whose metadata (embedded XMP or sidecar) changed since the last import: every region is put
 in the photo's displayed frame (interop/xmp.py), then matched to a detected face by IoU. A person region
 that no detected face matches becomes a face of its own (`faces.source = 'metadata'`), its embedding
-computed from the region's crop; a Pet region marks the photo for that pet. Keywords (People/…) are
-photo-level hints: recorded and reported, not placed on a face.
+computed from the region's crop; a Pet region or a Pets/… keyword marks the photo for that pet. Person
+keywords (People/…) are photo-level hints: recorded and reported, not placed on a face.
 
 All the naming of one run is one operation in the undo log. A name joins the concept whose name differs
 only by case or Unicode form. The user's decisions win: a face already named otherwise, a "not Alice", a
@@ -110,6 +110,9 @@ def _plan(library: Library, row, engine, force: bool) -> Plan | None:
         plan.items.append(Item(region.name, region.kind, region.source, region.box))
     for keyword in names.keywords:
         plan.items.append(Item(keyword, "person", "keyword"))
+    for pet in names.pets:  # pets are photo-level in the library anyway: a keyword is enough
+        if not any(it.kind == "pet" and xmp.same_name(it.name, pet) for it in plan.items):
+            plan.items.append(Item(pet, "pet", "keyword"))
     _place_faces(library, row, plan, engine)
     return plan
 
@@ -210,7 +213,7 @@ def _apply_item(conn, photo_id: int, item: Item) -> None:
     concept = find_concept(conn, item.name)
     if concept is not None:
         item.concept_id = concept["id"]
-    if item.origin == "keyword":
+    if item.origin == "keyword" and item.kind == "person":
         item.outcome = "hint"
         return
     if concept is not None and concept["kind"] != item.kind:

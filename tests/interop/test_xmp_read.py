@@ -27,9 +27,10 @@ def test_mp_rectangles_are_top_left_and_used_only_without_mwg():
 
 
 def test_person_keywords_from_tag_trees_and_person_in_image():
-    names = xmp.parse(packet(tags(digikam=["People/Alice", "Places/Paris", "People/Family/Bob"],
-                                  lightroom=["People|alice", "People|Carol"], persons=["Dave"])))
+    names = xmp.parse(packet(tags(digikam=["People/Alice", "Places/Paris", "People/Family/Bob", "Pets/Rex"],
+                                  lightroom=["People|alice", "People|Carol", "Pets|rex"], persons=["Dave"])))
     assert names.keywords == ["Alice", "Bob", "Carol", "Dave"]  # "alice" is Alice; Paris is no person
+    assert names.pets == ["Rex"]
 
 
 def test_focus_and_unnamed_regions_name_nobody():
