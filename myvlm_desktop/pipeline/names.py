@@ -302,3 +302,18 @@ def report(library: Library, everything: bool = False) -> list[dict]:
         f"FROM metadata_names m JOIN photos p ON p.id = m.photo_id LEFT JOIN concepts c ON c.id = m.concept_id "
         f"{where} ORDER BY p.path, m.id")
     return [dict(r) for r in rows]
+
+
+def names_job(library: Library):
+    """The job function for the "names" stage (after "index": regions are matched to detected faces)."""
+
+    def run(control, force: bool = False) -> dict:
+        raw = library.db.scalar("SELECT value FROM settings WHERE key = 'face_engine'")
+        try:
+            engine = json.loads(raw) if raw else "auto"
+        except ValueError:
+            engine = "auto"
+        return import_names(library, face_engine=engine if isinstance(engine, str) else "auto", force=force,
+                            progress=control.progress)
+
+    return run

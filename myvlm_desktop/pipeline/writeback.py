@@ -107,3 +107,14 @@ def _refresh_row(library: Library, photo_id: int, path: str) -> None:
         shutil.copyfile(old_thumb, new_thumb)
     library.db.write(lambda c: c.execute("UPDATE photos SET size = ?, mtime = ?, hash = ? WHERE id = ?",
                                          (st.st_size, st.st_mtime, digest, photo_id)))
+
+
+def write_back_job(library: Library):
+    """The job function for the "write_back" stage: writes only where the user turned it on."""
+
+    def run(control) -> dict:
+        if not settings(library)["enabled"]:
+            return {"skipped": "write-back is off for this library"}
+        return write_back(library, progress=control.progress)
+
+    return run

@@ -152,3 +152,18 @@ def test_hostile_names_are_skipped(library, photo_dir, photos):
     _sidecar(photo_dir, "p0.jpg", mwg([("&lt;script&gt;", "Face", 0.5, 0.45, 0.2, 0.3)]))
     result = import_step.import_names(library, engine=CropEngine())
     assert result["skipped"] == 1 and library.db.scalar("SELECT count(*) FROM concepts") == 0
+
+
+class Control:
+    def __init__(self):
+        self.calls = []
+
+    def progress(self, done, total, message=""):
+        self.calls.append((done, total, message))
+
+
+def test_the_names_stage_runs_as_a_job(library, photo_dir, photos):
+    _sidecar(photo_dir, "p0.jpg", mwg([ALICE]))
+    control = Control()
+    result = import_step.names_job(library)(control)
+    assert result["named"] == 1 and control.calls[-1][:2] == (2, 2)

@@ -173,3 +173,12 @@ def test_cli_write_back_needs_enabling(library, photo_dir):
     assert subprocess.run([*run, "--enable"], capture_output=True, text=True, check=False).returncode == 0
     out = subprocess.run(run, capture_output=True, text=True, check=False)
     assert out.returncode == 0 and out.stdout.startswith("2 sidecars"), out.stderr
+
+
+def test_the_write_back_stage_does_nothing_until_enabled(library, photo_dir):
+    from tests.interop.test_import_names import Control
+
+    _library_with_names(library, photo_dir)
+    assert "off" in writeback.write_back_job(library)(Control())["skipped"]
+    writeback.configure(library, enabled=True)
+    assert writeback.write_back_job(library)(Control())["sidecars"] == 2
