@@ -135,3 +135,17 @@ def test_missing_decoder_is_listed_in_errors_and_retried_once_installed(library,
     assert error["path"].endswith(name) and error["reason"].startswith(f"{label} decoder not installed")
     monkeypatch.setitem(imaging.AVAILABLE, label, True)
     assert scan_library(library)["indexed"] == 1 and library.errors() == []
+
+
+def test_a_broken_colour_profile_keeps_the_pixels(tmp_path):
+    Image.fromarray(_gradient()).save(tmp_path / "icc.png", icc_profile=b"not a profile at all")
+    assert np.array_equal(imaging.load_array(tmp_path / "icc.png"), _gradient())
+
+
+def test_srgb_photos_skip_the_colour_conversion():
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    srgb_bytes = srgb.tobytes()
+    img = Image.fromarray(_gradient())
+    assert imaging.to_srgb(img, srgb_bytes) is img  # sRGB already: untouched

@@ -167,3 +167,32 @@ def test_the_names_stage_runs_as_a_job(library, photo_dir, photos):
     control = Control()
     result = import_step.names_job(library)(control)
     assert result["named"] == 1 and control.calls[-1][:2] == (2, 2)
+
+
+@pytest.mark.slow
+def test_a_region_no_detected_face_matches_gets_dlibs_embedding_of_that_face(library, photo_dir):
+    """Real faces (insightface's t1.jpg), real dlib: a region over a face the index lost becomes a face whose
+    embedding is that person's."""
+    import shutil
+
+    from myvlm_desktop.vision.faces import get_face_engine
+    from tests.conftest import insightface_image
+
+    engine = get_face_engine("dlib")
+    shutil.copy(insightface_image("t1.jpg"), photo_dir / "t1.jpg")
+    library.add_folder(photo_dir)
+    scan_library(library)
+    photo = library.db.query("SELECT id, width, height FROM photos")[0]
+    from myvlm_desktop.imaging import load_array
+
+    faces = sorted(engine.analyze(load_array(photo_dir / "t1.jpg")), key=lambda f: f.box[0])
+    x1, y1, x2, y2 = faces[0].box
+    w, h = photo["width"], photo["height"]
+    _sidecar(photo_dir, "t1.jpg", mwg([("Lost", "Face", (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w,
+                                        (y2 - y1) / h)], applied=(w, h)))
+    _add_face(library, photo["id"], faces[1].box)  # the index found another face, not this one
+    assert import_step.import_names(library, engine=engine)["named"] == 1
+    made = library.db.query("SELECT embedding, source FROM faces WHERE source = 'metadata'")[0]
+    vector = np.frombuffer(made["embedding"], np.float32)
+    assert engine.distance(vector, faces[0].embedding) < engine.threshold  # the same person
+    assert engine.distance(vector, faces[1].embedding) > engine.threshold
