@@ -196,3 +196,25 @@ def test_a_region_no_detected_face_matches_gets_dlibs_embedding_of_that_face(lib
     vector = np.frombuffer(made["embedding"], np.float32)
     assert engine.distance(vector, faces[0].embedding) < engine.threshold  # the same person
     assert engine.distance(vector, faces[1].embedding) > engine.threshold
+
+
+def test_cli_import_names_and_its_report(library, photo_dir, photos):
+    import subprocess
+    import sys
+
+    bob = library.db.write(lambda c: c.execute("INSERT INTO clusters(kind, created_at) VALUES ('face', ?)",
+                                               (now(),)).lastrowid)
+    ops.move_face(library, _face_of(library, photos[1])[0]["id"], bob)
+    ops.name_cluster(library, bob, "Bob")
+    _sidecar(photo_dir, "p0.jpg", mwg([ALICE]))
+    _sidecar(photo_dir, "p1.jpg", mwg([ALICE]))
+    root = str(library.root)
+    library.close()
+    run = [sys.executable, "-m", "myvlm_desktop.cli", "--data-dir", root, "import-names"]
+    out = subprocess.run(run, capture_output=True, text=True, check=False)
+    assert out.returncode == 0 and "1 named, 1 conflict" in out.stdout and "--report" in out.stdout, out.stderr
+    out = subprocess.run([*run, "--report"], capture_output=True, text=True, check=False)
+    assert out.stdout.strip().endswith("p1.jpg: Alice (mwg) conflict: the metadata says Alice; "
+                                       "you named this face Bob")
+    out = subprocess.run([*run, "--all"], capture_output=True, text=True, check=False)
+    assert out.returncode == 2 and "--report" in out.stderr
