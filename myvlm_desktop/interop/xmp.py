@@ -38,6 +38,7 @@ NS = {
 MAX_PACKET = 4 << 20      # a sidecar or packet larger than this is not a real one
 MAX_REGIONS = 200         # more regions than any photo has faces: the rest are ignored, with a warning
 EMBEDDED_SCAN = 16 << 20  # the packet sits in the first megabytes of every format we read
+JPEG_SCAN = 1 << 20       # in a JPEG it is an APP1 segment, before the image data
 PEOPLE_ROOTS = ("people", "persons", "person", "personen", "personnes")
 PET_ROOTS = ("pets", "pet", "animals")
 
@@ -157,7 +158,8 @@ def read_names(photo: str | os.PathLike, data: bytes | None = None) -> Names:
     if data is None:
         try:
             with open(photo, "rb") as handle:
-                data = handle.read(EMBEDDED_SCAN)
+                jpeg = Path(photo).suffix.lower() in (".jpg", ".jpeg", ".jpe")
+                data = handle.read(JPEG_SCAN if jpeg else EMBEDDED_SCAN)
         except OSError as exc:
             names.warnings.append(f"{Path(photo).name}: {exc.strerror or exc}")
             data = b""

@@ -60,12 +60,11 @@ class Plan:
 
 def import_names(library: Library, face_engine: str = "auto", engine=None, force: bool = False,
                  progress=None) -> dict:
-    """Read every photo's metadata names and apply them; returns counts by outcome."""
-    if engine is None:
-        try:
-            engine = get_face_engine(face_engine, models_dir=config.models_dir(library.root))
-        except Exception:  # noqa: BLE001 - without an engine, matched regions still apply; the rest wait
-            engine = None
+    """Read every photo's metadata names and apply them; returns counts by outcome.
+
+    The face engine is loaded only when a region needs a face of its own (most runs need none).
+    """
+    engine = _Lazy(engine, face_engine, library)
     rows = library.db.query("SELECT p.id, p.path, p.path_raw, p.hash, p.width, p.height, p.orientation, "
                             "s.signature, EXISTS (SELECT 1 FROM index_state i WHERE i.photo_id = p.id AND "
                             "i.stage = 'faces' AND i.error IS NULL) AS has_faces FROM photos p "
@@ -83,6 +82,22 @@ def import_names(library: Library, face_engine: str = "auto", engine=None, force
         for item in plan.items:
             counts[item.outcome] = counts.get(item.outcome, 0) + 1
     return {**counts, **result, "warnings": [w for p in plans for w in p.warnings]}
+
+
+class _Lazy:
+    """The face engine, loaded on first use; None when it cannot be (regions then wait)."""
+
+    def __init__(self, engine, name: str, library: Library):
+        self.engine, self.name, self.library, self.tried = engine, name, library, engine is not None
+
+    def get(self):
+        if not self.tried:
+            self.tried = True
+            try:
+                self.engine = get_face_engine(self.name, models_dir=config.models_dir(self.library.root))
+            except Exception:  # noqa: BLE001 - without an engine, matched regions still apply; the rest wait
+                self.engine = None
+        return self.engine
 
 
 def signature(path: str | bytes, content_hash: str | None) -> str:
@@ -131,8 +146,8 @@ def _place_faces(library: Library, row, plan: Plan, engine) -> None:
     rest = [i for i in range(len(people)) if i not in matched]
     if not rest:
         return
-    if engine is None or not row["has_faces"]:
-        why = "no face engine available" if engine is None else "faces not detected yet (run myvlm index)"
+    if not row["has_faces"] or engine.get() is None:
+        why = "faces not detected yet (run myvlm index)" if not row["has_faces"] else "no face engine available"
         for i in rest:
             people[i].outcome, people[i].detail = "pending", why
         plan.signature = ""  # try again next time
@@ -146,11 +161,11 @@ def _place_faces(library: Library, row, plan: Plan, engine) -> None:
     scale = rgb.shape[1] / w
     for i in rest:
         box = tuple(v * scale for v in boxes[i])
-        face = region_face(engine, rgb, box)
+        face = region_face(engine.get(), rgb, box)
         if face is None:
             people[i].outcome, people[i].detail = "skipped", "region too small for a face"
             continue
-        people[i].face_id = library.db.write(_insert_manual_face, row["id"], face, 1 / scale, engine.engine_id)
+        people[i].face_id = library.db.write(_insert_manual_face, row["id"], face, 1 / scale, engine.get().engine_id)
 
 
 def region_face(engine, rgb: np.ndarray, box) -> Face | None:
@@ -304,16 +319,10 @@ def report(library: Library, everything: bool = False) -> list[dict]:
     return [dict(r) for r in rows]
 
 
-def names_job(library: Library):
+def names_job(library: Library, face_engine: str = "auto"):
     """The job function for the "names" stage (after "index": regions are matched to detected faces)."""
 
     def run(control, force: bool = False) -> dict:
-        raw = library.db.scalar("SELECT value FROM settings WHERE key = 'face_engine'")
-        try:
-            engine = json.loads(raw) if raw else "auto"
-        except ValueError:
-            engine = "auto"
-        return import_names(library, face_engine=engine if isinstance(engine, str) else "auto", force=force,
-                            progress=control.progress)
+        return import_names(library, face_engine=face_engine, force=force, progress=control.progress)
 
     return run
