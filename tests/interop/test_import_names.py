@@ -218,3 +218,14 @@ def test_cli_import_names_and_its_report(library, photo_dir, photos):
                                        "you named this face Bob")
     out = subprocess.run([*run, "--all"], capture_output=True, text=True, check=False)
     assert out.returncode == 2 and "--report" in out.stderr
+
+
+def test_the_process_chain_reads_names_after_faces_and_before_clustering(library, photo_dir, photos):
+    from myvlm_desktop.pipeline.process import STAGES, job_kinds
+
+    assert STAGES.index("index") < STAGES.index("names") < STAGES.index("cluster")
+    assert STAGES[-1] == "write_back"
+    _sidecar(photo_dir, "p0.jpg", mwg([ALICE]))
+    kinds = job_kinds(library, {"face_engine": "dlib", "embedder": "sscd"})
+    assert kinds["names"](Control())["named"] == 1
+    assert "off" in kinds["write_back"](Control())["skipped"]
