@@ -10,7 +10,7 @@ import os
 import sys
 
 from ..imaging import ImageError
-from .common import CommandError, emit, library, stderr_progress
+from .common import CommandError, StderrProgress, emit, library
 
 
 def register(sub) -> None:
@@ -60,7 +60,7 @@ def caption(args) -> None:
     lib = library(args)
     backend = _backend(args, lib)
     if args.all:
-        counts = caption_library(lib, backend, control=_Progress())
+        counts = caption_library(lib, backend, control=StderrProgress())
         emit(counts, args.json, ", ".join(f"{k} {v}" for k, v in counts.items()))
         return
     try:
@@ -104,10 +104,3 @@ def _ask_library(args, lib, question: str) -> None:
 def _plain_text(text: str, args) -> str:
     """Streamed text is already on screen: end the line instead of printing it twice."""
     return "" if _stream(args) is not None else text
-
-
-class _Progress:
-    """The caption job's progress on stderr; Ctrl+C stops it (what was captioned stays)."""
-
-    def progress(self, done: int, total: int, message: str = "") -> None:
-        stderr_progress(done, total, message)

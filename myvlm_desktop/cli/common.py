@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from tqdm import tqdm
+
 from ..library.store import Library, LibraryError
 
 _open: list[Library] = []
@@ -40,6 +42,27 @@ def emit(value, as_json: bool, text: str | None = None) -> None:
         print(text if text is not None else value)
 
 
-def stderr_progress(done: int, total: int, message: str = "") -> None:
-    if sys.stderr.isatty() or done == total or done % 100 == 0:
-        print(f"\r{done}/{total} {message[:60]:<60}", end="" if done < total else "\n", file=sys.stderr)
+class StderrProgress:
+    """A job's progress as a bar on stderr when it is a terminal. Call it as `progress(done, total, message)`
+    (scan, heads, detection) or hand it as a job's control (index, captions): Ctrl+C stops the job."""
+
+    def __init__(self, unit: str = "it"):
+        self.unit = unit
+        self.bar: tqdm | None = None
+
+    def __call__(self, done: int, total: int, message: str = "") -> None:
+        if self.bar is None or self.bar.total != (total or None):
+            self.close()
+            self.bar = tqdm(total=total or None, unit=self.unit, unit_scale=self.unit == "B", file=sys.stderr,
+                            disable=None, dynamic_ncols=True)
+        self.bar.set_description_str(message[:40], refresh=False)
+        self.bar.update(done - self.bar.n)
+        if total and done >= total:
+            self.close()
+
+    progress = __call__
+
+    def close(self) -> None:
+        bar, self.bar = self.bar, None
+        if bar is not None:
+            bar.close()

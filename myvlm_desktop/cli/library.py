@@ -9,7 +9,7 @@ from ..library.scan import scan_library
 from ..library.search import QueryError, search
 from ..library.store import LibraryError
 from ..library.watch import Watcher
-from .common import CommandError, emit, library, stderr_progress
+from .common import CommandError, StderrProgress, emit, library
 
 
 def register(sub) -> None:
@@ -62,7 +62,7 @@ def scan(args) -> None:
     lib = library(args)
     if not lib.folders():
         raise CommandError("no folders in the library yet: run `myvlm add-folder PATH` first")
-    counts = scan_library(lib, progress=stderr_progress)
+    counts = scan_library(lib, progress=StderrProgress())
     emit(counts, args.json, ", ".join(f"{k} {v}" for k, v in counts.items()))
     if args.watch:
         _watch(lib)

@@ -118,10 +118,24 @@ def _ref(value: str) -> int | str:
 
 
 def people(args) -> None:
-    clusters = _ops().list_clusters(library(args), include_hidden=args.hidden, kind=args.kind, members=args.members)
+    from ..people.listing import cluster_members, list_clusters
+
+    db = library(args).db
+    clusters = list_clusters(db, hidden=args.hidden, kind=args.kind)
+    for c in clusters:
+        del c["cover"]  # what the window draws; cover_path and cover_box say the same in text
+        if args.members:
+            c["members"] = [_member(m) for m in cluster_members(db, c["id"])]
     lines = [f"{c['id']:>6}  {c['size']:>5}  {(c['concept'] or '-'):<20} {c['kind'] or c['cluster_kind']:<7}"
              f"{' hidden' if c['hidden'] else ''}  {c['cover_path'] or ''}" for c in clusters]
     emit(clusters, args.json, "\n".join(lines) or "no clusters yet: index photos, then run `myvlm cluster`")
+
+
+def _member(m: dict) -> dict:
+    face = not m.get("whole")
+    x1, y1, x2, y2 = m["box"]
+    return {"face": m["id"] if face else None, "photo": m["photo_id"], "path": m["shown_path"],
+            "box": [x1, y1, x2, y2] if face else None, "area": (x2 - x1) * (y2 - y1) if face else None}
 
 
 def concept_create(args) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from .. import config
 from ..imaging import ImageError, load_array
-from .common import CommandError, emit, library, stderr_progress
+from ..sizes import human_size
+from .common import CommandError, StderrProgress, emit, library
 
 
 def register(sub) -> None:
@@ -51,7 +51,7 @@ def models_list(args) -> None:
     from ..models.registry import list_models
 
     rows = list_models(_models_dir(args))
-    lines = [f"{'yes' if r['available'] else 'no ':>3}  {r['kind']:<8} {r['name']:<38} {_size(r['size']):>9}  "
+    lines = [f"{'yes' if r['available'] else 'no ':>3}  {r['kind']:<8} {r['name']:<38} {human_size(r['size']) or '-':>9}  "
              f"{r['path'] or r.get('reason', '')}" for r in rows]
     emit(rows, args.json, "\n".join(lines))
 
@@ -59,35 +59,15 @@ def models_list(args) -> None:
 def models_download(args) -> None:
     from ..models.registry import download_model
 
-    def progress(done: int, total: int) -> None:
-        if sys.stderr.isatty() or done == total:
-            end = "\n" if done == total else ""
-            print(f"\r{_size(done)} / {_size(total) if total else '?'}", end=end, file=sys.stderr, flush=True)
-
-    path = download_model(args.name, progress=progress, models_dir=_models_dir(args))
+    path = download_model(args.name, progress=StderrProgress(unit="B"), models_dir=_models_dir(args))
     print(f"{args.name}: {path}")
 
 
-def _size(n: int | None) -> str:
-    if not n:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
-
-
 # -- index ----------------------------------------------------------------------------------------------------
-class _StderrProgress:
-    def progress(self, done: int, total: int, message: str = "") -> None:
-        stderr_progress(done, total, message)
-
-
 def index(args) -> None:
     from ..pipeline.index import index_library
 
-    result = index_library(library(args), control=_StderrProgress(), face_engine=args.face_engine,
+    result = index_library(library(args), control=StderrProgress(), face_engine=args.face_engine,
                            embedder=args.embedder, workers=args.workers)
     text = (f"{result['indexed']} photos indexed, {result['faces']} faces, {result['errors']} errors "
             f"(faces: {result['face_engine'] or 'skipped'}, embeddings: {result['embedder'] or 'skipped'})")
