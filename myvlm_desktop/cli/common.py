@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
+from .. import config
 from ..library.store import Library, LibraryError
 
 _open: list[Library] = []
@@ -18,11 +22,22 @@ class CommandError(Exception):
         self.code = code
 
 
+def check_data_dir(explicit: str | None) -> None:
+    """A data folder that is a file is bad input, said before anything tries to create a folder there."""
+    chosen = explicit or os.environ.get(config.ENV_DATA_DIR)
+    if chosen and Path(chosen).expanduser().is_file():
+        where = "--data-dir" if explicit else f"${config.ENV_DATA_DIR}"
+        raise CommandError(f"{where} {chosen} is a file, not a folder")
+
+
 def library(args) -> Library:
-    """The library of --data-dir, opened once per command."""
+    """The library of --data-dir, opened once per command; a new one is announced (a mistyped path shows)."""
     if not _open:
         try:
-            _open.append(Library(args.data_dir))
+            root = config.data_dir(args.data_dir)
+            if not config.database_path(root).exists():
+                print(f"myvlm: no library at {root}: creating a new one", file=sys.stderr)
+            _open.append(Library(root))
         except (LibraryError, RuntimeError, OSError) as exc:
             raise CommandError(f"cannot open the library: {exc}") from None
     return _open[0]
@@ -31,6 +46,17 @@ def library(args) -> Library:
 def close_open_library() -> None:
     while _open:
         _open.pop().close()
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a count, a limit)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text}")
+    return value
 
 
 def emit(value, as_json: bool, text: str | None = None) -> None:

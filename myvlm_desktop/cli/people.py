@@ -4,6 +4,7 @@ delete-concept, undo, redo, suggest, cluster."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from .common import CommandError, emit, library
@@ -96,6 +97,8 @@ def _run(name: str, args) -> None:
     except _ops().PeopleError as exc:
         raise CommandError(str(exc)) from None
     text = result.get("summary") if isinstance(result, dict) and "summary" in result else _describe(name, result)
+    if name in ("undo", "redo"):
+        text = f"{'undid' if name == 'undo' else 'redid'}: {text}"
     emit(result, args.json, text)
 
 
@@ -114,6 +117,9 @@ def _id(value: str, what: str) -> int:
 
 def _ref(value: str) -> int | str:
     """A number is a cluster id, anything else a concept name."""
+    if re.fullmatch(r"\s*-\d+\s*", value):
+        raise CommandError(f"not a cluster id: {value.strip()} (cluster ids are the positive numbers "
+                           "`myvlm people` lists)")
     return int(value) if value.strip().isdigit() else value
 
 
@@ -150,14 +156,18 @@ def concept_create(args) -> None:
 
 
 def _photo_id(lib, value: str) -> int:
-    """A photo of the library by path (as given or resolved) or by id."""
+    """A usable photo of the library by path (as given or resolved) or by id."""
+    row = None
     for candidate in (value, os.path.abspath(value), str(Path(value).expanduser().resolve())):
-        row = lib.photo_by_path(candidate)
-        if row is not None:
-            return row["id"]
-    if value.isdigit() and lib.photo(int(value)) is not None:
-        return int(value)
-    raise CommandError(f"not a photo of the library: {value} (add its folder and scan first)")
+        row = row or lib.photo_by_path(candidate)
+    if row is None and value.isdigit():
+        row = lib.photo(int(value))
+    if row is None:
+        raise CommandError(f"not a photo of the library: {value} (add its folder and scan first)")
+    if row["status"] != "ok":
+        why = row["error"] or "the file is missing"
+        raise CommandError(f"{value} cannot be used: {why} (see `myvlm errors`)")
+    return row["id"]
 
 
 def suggest(args) -> None:

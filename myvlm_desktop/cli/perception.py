@@ -7,8 +7,13 @@ from pathlib import Path
 
 from .. import config
 from ..imaging import ImageError, load_array
+from ..models.errors import ModelUnavailable
 from ..sizes import human_size
-from .common import CommandError, StderrProgress, emit, library
+from .common import CommandError, StderrProgress, emit, library, positive_int
+
+# as vision/faces.ENGINES and vision/embed.EMBEDDERS, which `myvlm --help` must not import
+FACE_ENGINES = ("auto", "dlib", "dlib-cnn", "insightface")
+EMBEDDERS = ("sscd", "clip")
 
 
 def register(sub) -> None:
@@ -22,15 +27,16 @@ def register(sub) -> None:
     q.set_defaults(handler=models_download)
 
     p = sub.add_parser("index", help="find faces and compute image embeddings for photos not yet indexed")
-    p.add_argument("--face-engine", default="auto", help="auto | dlib | dlib-cnn | insightface (default auto)")
-    p.add_argument("--embedder", default="sscd", help="sscd | clip (default sscd)")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--face-engine", default="auto", choices=FACE_ENGINES, help="default auto")
+    p.add_argument("--embedder", default="sscd", choices=EMBEDDERS, help="default sscd")
+    p.add_argument("--workers", type=positive_int, default=2)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=index)
 
     p = sub.add_parser("faces", help="the faces of one photo (stored ones when it is indexed, else found now)")
     p.add_argument("path")
-    p.add_argument("--engine", default="auto", help="engine for a photo that is not indexed (default auto)")
+    p.add_argument("--engine", default="auto", choices=FACE_ENGINES,
+                   help="engine for a photo that is not indexed (default auto)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=faces)
 
@@ -57,8 +63,12 @@ def models_list(args) -> None:
 
 
 def models_download(args) -> None:
-    from ..models.registry import download_model
+    from ..models.registry import MODELS, download_model, spec
 
+    try:
+        spec(args.name)
+    except ModelUnavailable:
+        raise CommandError(f"no model called {args.name!r}; known: {', '.join(m.name for m in MODELS)}") from None
     path = download_model(args.name, progress=StderrProgress(unit="B"), models_dir=_models_dir(args))
     print(f"{args.name}: {path}")
 
@@ -77,8 +87,10 @@ def index(args) -> None:
 
 # -- faces PATH -----------------------------------------------------------------------------------------------
 def faces(args) -> None:
-    lib = library(args)
     path = os.path.abspath(os.path.expanduser(args.path))
+    if not os.path.exists(path):
+        raise CommandError(f"no such file: {args.path}")
+    lib = library(args)
     row = lib.photo_by_path(path) or lib.photo_by_path(os.path.realpath(path))
     stored = _stored_faces(lib, row["id"]) if row is not None else None
     if stored is not None:

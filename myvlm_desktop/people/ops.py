@@ -109,7 +109,7 @@ def _concept(conn, ref: int | str):
 
 
 def _named(conn, name: str):
-    return conn.execute("SELECT * FROM concepts WHERE name = ? COLLATE NOCASE", (name,)).fetchone()
+    return conn.execute("SELECT * FROM concepts WHERE name_key(name) = name_key(?)", (name,)).fetchone()
 
 
 def _face(conn, face_id: int):
