@@ -78,11 +78,12 @@ def test_bad_options_exit_2(tmp_path, capsys, args, message):
 
 
 def test_the_choices_offered_are_the_engines_there_are():
-    from myvlm_desktop.cli import perception
+    from myvlm_desktop.cli import people, perception
     from myvlm_desktop.vision import embed, faces
 
     assert ("auto", *faces.ENGINES) == perception.FACE_ENGINES
     assert tuple(embed.EMBEDDERS) == perception.EMBEDDERS
+    assert ops.KINDS == people.KINDS
 
 
 def test_an_unknown_model_is_bad_input_and_the_known_names_are_listed(tmp_path, capsys):

@@ -10,6 +10,7 @@ import os
 import sys
 
 from ..imaging import ImageError
+from ..pipeline.settings import CHOICES
 from .common import CommandError, StderrProgress, emit, library
 
 
@@ -32,9 +33,9 @@ def register(sub) -> None:
 
 
 def _vlm_options(p) -> None:
-    p.add_argument("--backend", choices=("smolvlm", "blip2", "llava"), help="the VLM (default: the setting)")
+    p.add_argument("--backend", choices=CHOICES["vlm_backend"], help="the VLM (default: the setting)")
     p.add_argument("--model", help="a model name or a local model folder (default: the setting)")
-    p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="where to run it (default: the setting)")
+    p.add_argument("--device", choices=CHOICES["device"], help="where to run it (default: the setting)")
 
 
 def _backend(args, lib):
