@@ -20,7 +20,7 @@ from typing import Any
 
 from ..library.db import Database, now
 from . import undo as undo_log
-from .update import fix_cover
+from .update import fix_cover, read_setting, write_setting
 
 KINDS = ("person", "pet", "object")
 
@@ -151,13 +151,13 @@ def _bump(conn, *concept_ids) -> None:
 
 def _new_concept(conn, name: str, kind: str) -> int:
     """A new concept with an id never used before (heads on disk are filed by id)."""
-    high = conn.execute("SELECT value FROM settings WHERE key = 'people.concept_id_high'").fetchone()
-    top = max(int(high[0]) if high else 0, conn.execute("SELECT coalesce(max(id), 0) FROM concepts").fetchone()[0])
+    high = read_setting(conn, "people.concept_id_high", 0)
+    top = max(high if isinstance(high, int) else 0,
+              conn.execute("SELECT coalesce(max(id), 0) FROM concepts").fetchone()[0])
     concept = top + 1
     conn.execute("INSERT INTO concepts(id, name, kind, identifier, version, created_at) VALUES (?, ?, ?, ?, 1, ?)",
                  (concept, name, kind, f"<{name}>", now()))
-    conn.execute("INSERT INTO settings(key, value) VALUES ('people.concept_id_high', ?) "
-                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (str(concept),))
+    write_setting(conn, "people.concept_id_high", concept)
     return concept
 
 

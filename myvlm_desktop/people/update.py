@@ -51,6 +51,9 @@ class Items:
 
 class FaceKind:
     kind = "face"
+    # (face, cluster) pairs a face must never join: the clusters of concepts that rejected it
+    rejected_sql = ("SELECT r.face_id, c.id FROM rejections r JOIN clusters c ON c.concept_id = r.concept_id "
+                    "AND c.kind = 'face' WHERE r.face_id IS NOT NULL")
 
     def __init__(self, engine: str):
         self.engine = engine
@@ -61,9 +64,7 @@ class FaceKind:
             "SELECT f.id, coalesce(f.cluster_id, 0), f.assigned_by = 'user' OR c.concept_id IS NOT NULL "
             "OR coalesce(c.hidden, 0) FROM faces f LEFT JOIN clusters c ON c.id = f.cluster_id "
             "WHERE f.engine = ? AND f.hidden = 0 ORDER BY f.id", (self.engine,)).fetchall()
-        blocked = _blocked(conn, "SELECT r.face_id, c.id FROM rejections r JOIN clusters c "
-                                 "ON c.concept_id = r.concept_id AND c.kind = 'face' WHERE r.face_id IS NOT NULL")
-        return _items(rows, blocked)
+        return _items(rows, _blocked(conn, self.rejected_sql))
 
     def vectors(self, conn, ids: np.ndarray) -> np.ndarray:
         return _vectors(conn, "SELECT id, embedding FROM faces WHERE id IN ({})", ids)
@@ -77,6 +78,8 @@ class FaceKind:
 
 class ImageKind:
     kind = "image"
+    rejected_sql = ("SELECT r.photo_id, c.id FROM rejections r JOIN clusters c ON c.concept_id = r.concept_id "
+                    "AND c.kind = 'image' WHERE r.face_id IS NULL AND r.photo_id IS NOT NULL")
 
     def __init__(self, embedder: str):
         self.engine = embedder
@@ -90,10 +93,7 @@ class ImageKind:
             "FROM image_embeddings e LEFT JOIN cluster_photos cp ON cp.photo_id = e.photo_id "
             "LEFT JOIN clusters c ON c.id = cp.cluster_id AND c.kind = 'image' "
             "WHERE e.embedder = ? GROUP BY e.photo_id ORDER BY e.photo_id", (self.engine,)).fetchall()
-        blocked = _blocked(conn, "SELECT r.photo_id, c.id FROM rejections r JOIN clusters c "
-                                 "ON c.concept_id = r.concept_id AND c.kind = 'image' "
-                                 "WHERE r.face_id IS NULL AND r.photo_id IS NOT NULL")
-        return _items(rows, blocked)
+        return _items(rows, _blocked(conn, self.rejected_sql))
 
     def vectors(self, conn, ids: np.ndarray) -> np.ndarray:
         return _vectors(conn, "SELECT photo_id, embedding FROM image_embeddings WHERE embedder = ? "
@@ -185,7 +185,8 @@ def _run(db: Database, kind, full: bool, params: ClusterParams | None, progress:
     conn = db.read()
     items = kind.load(conn)
     mark_key = f"people.watermark.{kind.source.name}"
-    mark = _setting(conn, mark_key)
+    mark = read_setting(conn, mark_key, {})
+    mark = mark if isinstance(mark, dict) else {}
     fixed = (items.protected if full else True) & (items.cluster > 0)
     free = ~fixed
     # One index for every run, so a full or first run sees the same neighbours as an incremental one.
@@ -205,7 +206,7 @@ def _run(db: Database, kind, full: bool, params: ClusterParams | None, progress:
     result = db.write(_save, kind, free_ids, old, labels, full, items)
     waiting = int((labels == 0).sum()) + int(((items.cluster == 0) & ~free).sum())
     max_id = int(items.ids.max()) if len(items.ids) else 0
-    db.write(_put_setting, mark_key, {"max_id": max_id, "waiting": waiting})
+    db.write(write_setting, mark_key, {"max_id": max_id, "waiting": waiting})
     say(4, 4, "done")
     db.notify("people", {"clustered": kind.kind})
     return {"kind": kind.kind, "engine": kind.engine, "params": params.__dict__, "waiting": waiting,
@@ -254,7 +255,8 @@ def _save(conn, kind, free_ids, old, labels, full: bool, items: Items) -> dict:
     moves = _drop_rejected(conn, kind, moves)
     touched = kind.write(conn, moves)
     removed = _drop_empty(conn, kind)
-    _fix_covers(conn, kind.kind, touched - removed)
+    for cluster in touched - removed:
+        fix_cover(conn, cluster)
     _bump_versions(conn, touched)
     fresh = len({targets[label] for label in set(labels.tolist()) if label < 0} - existing)
     return {"placed": sum(1 for m in moves if m[2]), "new_clusters": fresh, "removed_clusters": len(removed)}
@@ -281,14 +283,9 @@ def _new_cluster_ids(conn, kind: str, old, labels, full, items: Items, existing:
 
 def _drop_rejected(conn, kind, moves: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
     """Re-check rejections at write time: one added while the run computed still wins."""
-    which = "r.face_id, c.id FROM rejections r JOIN clusters c ON c.concept_id = r.concept_id AND c.kind = 'face' " \
-        "WHERE r.face_id IS NOT NULL" if kind.kind == "face" else \
-        "r.photo_id, c.id FROM rejections r JOIN clusters c ON c.concept_id = r.concept_id AND c.kind = 'image' " \
-        "WHERE r.face_id IS NULL AND r.photo_id IS NOT NULL"
-    rows = conn.execute(f"SELECT {which}").fetchall()
-    banned = {(r[0], r[1]) for r in rows}
-    return [(item, was, 0 if (item, new) in banned else new) for item, was, new in moves
-            if not (was == 0 and (item, new) in banned)]
+    banned = _blocked(conn, kind.rejected_sql)
+    return [(item, was, 0 if new in banned.get(item, ()) else new) for item, was, new in moves
+            if not (was == 0 and new in banned.get(item, ()))]
 
 
 def _drop_empty(conn, kind) -> set[int]:
@@ -300,11 +297,6 @@ def _drop_empty(conn, kind) -> set[int]:
     gone = {r[0] for r in rows}
     conn.executemany("DELETE FROM clusters WHERE id = ?", [(c,) for c in gone])
     return gone
-
-
-def _fix_covers(conn, kind: str, clusters: set[int]) -> None:
-    for cluster in clusters:
-        fix_cover(conn, cluster)
 
 
 def fix_cover(conn, cluster: int) -> None:
@@ -338,15 +330,16 @@ def _bump_versions(conn, clusters: set[int]) -> None:
                      f"(SELECT concept_id FROM clusters WHERE id IN ({marks}))", list(clusters))
 
 
-def _setting(conn, key: str) -> dict:
+def read_setting(conn, key: str, default=None):
+    """A JSON value of the settings table (`default` when missing or unreadable)."""
     row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
     try:
-        return json.loads(row[0]) if row else {}
+        return json.loads(row[0]) if row else default
     except ValueError:
-        return {}
+        return default
 
 
-def _put_setting(conn, key: str, value: dict) -> None:
+def write_setting(conn, key: str, value) -> None:
     conn.execute("INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                  (key, json.dumps(value)))
 
