@@ -4,7 +4,6 @@ delete-concept, undo, redo, suggest, cluster."""
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from .common import CommandError, emit, library
@@ -39,7 +38,8 @@ def register(sub) -> None:
     _op(sub, "name", "name a cluster (a new concept, or joins the concept of that name)",
         [("cluster",), ("name",)], kind=True)
     _op(sub, "rename", "rename a concept", [("concept",), ("new_name",)])
-    p = _op(sub, "merge", "merge B into A (a number is a cluster, a name a concept)", [("a",), ("b",)])
+    p = _op(sub, "merge", "merge B into A (c:12 is a cluster, @Name a concept; a number no concept is called "
+                          "is a cluster, other text a concept)", [("a",), ("b",)])
     p.add_argument("--keep", help="which of the two survives (default A)")
     _op(sub, "split", "move the given faces of a cluster to a new cluster", [("cluster",), ("faces", "+")])
     _op(sub, "move", "put a face in another cluster", [("face",), ("cluster",)])
@@ -79,7 +79,7 @@ def _run(name: str, args) -> None:
     calls = {
         "name": lambda: _ops().name_cluster(lib, _id(args.cluster, "cluster"), args.name, args.kind),
         "rename": lambda: _ops().rename_concept(lib, args.concept, args.new_name),
-        "merge": lambda: _ops().merge(lib, _ref(args.a), _ref(args.b), _ref(args.keep) if args.keep else None),
+        "merge": lambda: _ops().merge(lib, args.a, args.b, args.keep),
         "split": lambda: _ops().split(lib, _id(args.cluster, "cluster"), [_id(f, "face") for f in args.faces]),
         "move": lambda: _ops().move_face(lib, _id(args.face, "face"), _id(args.cluster, "cluster")),
         "reject": lambda: (_ops().reject_photo if args.photo else _ops().reject_face)(lib, _id(args.face, "id"),
@@ -109,18 +109,12 @@ def _describe(name: str, result: dict) -> str:
 
 
 def _id(value: str, what: str) -> int:
+    if what == "cluster" and value.lower().startswith("c:"):  # the unambiguous form merge takes
+        value = value[2:]
     try:
         return int(value)
     except ValueError:
         raise CommandError(f"not a {what} number: {value!r}") from None
-
-
-def _ref(value: str) -> int | str:
-    """A number is a cluster id, anything else a concept name."""
-    if re.fullmatch(r"\s*-\d+\s*", value):
-        raise CommandError(f"not a cluster id: {value.strip()} (cluster ids are the positive numbers "
-                           "`myvlm people` lists)")
-    return int(value) if value.strip().isdigit() else value
 
 
 def people(args) -> None:

@@ -16,7 +16,8 @@ from myvlm_desktop.models.errors import ModelUnavailable
 from myvlm_desktop.pipeline import index as index_module
 from myvlm_desktop.pipeline.index import Outcome, Task, index_library, store_outcomes
 from myvlm_desktop.pipeline.jobs import Cancelled, JobControl, JobStatus
-from myvlm_desktop.vision.faces import get_face_engine, iou
+from myvlm_desktop.vision.boxes import iou
+from myvlm_desktop.vision.faces import get_face_engine
 from tests.conftest import insightface_image, make_jpeg
 
 
