@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from ..models import registry
 from ..pipeline.settings import CHOICES
+from ..sizes import human_size
 from . import theme
 from .widgets import heading, muted
 from .workers import run_task
@@ -220,17 +221,6 @@ def _field(model, name: str, default=None):
     return model.get(name, default) if isinstance(model, dict) else getattr(model, name, default)
 
 
-def _size(value) -> str:
-    if not value:
-        return ""
-    value = float(value)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit in ("B", "KB") else f"{value:.1f} {unit}"
-        value /= 1024
-    return ""
-
-
 class _DownloadProgress(QObject):
     progressed = Signal(str, float, float)
 
@@ -304,7 +294,7 @@ class ModelManagerDialog(QDialog):
             self.table.insertRow(row)
             name = str(_field(model, "name", "?"))
             available = bool(_field(model, "available", False))
-            size = _size(_field(model, "size") or _field(model, "size_bytes"))
+            size = human_size(_field(model, "size") or _field(model, "size_bytes"))
             cells = [name, KIND_NAMES.get(_field(model, "kind", ""), _field(model, "kind", "")),
                      size if available or not size else f"{size} download",
                      "Installed" if available else "Not installed"]
@@ -346,7 +336,7 @@ class ModelManagerDialog(QDialog):
         if total:
             self.bar.setRange(0, 1000)
             self.bar.setValue(int(done / total * 1000))
-            self.message.setText(f"Downloading {name}… {_size(done)} of {_size(total)}")
+            self.message.setText(f"Downloading {name}… {human_size(done)} of {human_size(total)}")
         else:
             self.bar.setRange(0, 0)  # size unknown: a busy bar
 

@@ -18,6 +18,7 @@ from typing import Any, Self, TypeVar
 
 import numpy as np
 
+from .names import name_key
 from .schema import MIGRATIONS
 
 T = TypeVar("T")
@@ -30,6 +31,7 @@ def connect(path: Path | str) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
+    conn.create_function("name_key", 1, name_key, deterministic=True)
     return conn
 
 
