@@ -34,7 +34,7 @@ from myvlm_desktop.library.store import Library
 from myvlm_desktop.people import ops
 from myvlm_desktop.pipeline.index import DECODE_SIDE, index_library
 from myvlm_desktop.pipeline.names import import_names
-from myvlm_desktop.vision.faces import iou
+from myvlm_desktop.vision.boxes import iou
 
 SMOLVLM_DIM = 576  # SmolVLM-256M's hidden size: the length of its concept embedding
 

@@ -3,7 +3,7 @@ XMP), and `concept export` / `concept import` (concept packs)."""
 
 from __future__ import annotations
 
-from .common import CommandError, emit, library, stderr_progress
+from .common import CommandError, StderrProgress, emit, library
 
 
 def register(sub) -> None:
@@ -84,7 +84,7 @@ def write_back(args) -> int:
         emit(writeback.settings(lib), args.json)
         return 0
     try:
-        result = writeback.write_back(lib, progress=stderr_progress)
+        result = writeback.write_back(lib, progress=StderrProgress())
     except PermissionError as exc:
         raise CommandError(str(exc)) from None
     emit(result, args.json, f"{result['sidecars']} sidecars and {result['embedded']} photos written, "
@@ -105,7 +105,7 @@ def import_names(args) -> None:
         return
     if args.all:
         raise CommandError("--all goes with --report")
-    result = names.import_names(lib, face_engine=args.engine, force=args.force, progress=stderr_progress)
+    result = names.import_names(lib, face_engine=args.engine, force=args.force, progress=StderrProgress())
     outcomes = ", ".join(f"{result[k]} {k}" for k in ("named", "already", "conflict", "pending", "hint", "skipped")
                          if result.get(k))
     emit(result, args.json, f"{result['with_names']} photos with names: {outcomes or 'nothing new'}"

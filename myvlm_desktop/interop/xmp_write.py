@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import imaging
-from ..vision.faces import iou
+from ..vision.boxes import iou
 from .xmp import same_name
 
 EMPTY_PACKET = ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'

@@ -28,7 +28,8 @@ from ..library.db import now, to_blob
 from ..library.store import Library, open_path
 from ..people import ops
 from ..people.update import fix_cover
-from ..vision.faces import Detection, Face, get_face_engine, iou, match_boxes
+from ..vision.boxes import iou, match_boxes
+from ..vision.faces import Detection, Face, get_face_engine
 
 MATCH_IOU = 0.3      # metadata boxes are drawn by hand or by another detector: looser than the 0.5 of re-detection
 DECODE_SIDE = 2048   # as the index stage decodes
