@@ -13,7 +13,7 @@ from collections.abc import Callable
 from ..models.errors import ModelUnavailable
 from . import common
 
-AREAS = ("library", "perception", "people", "concepts", "vlm", "captions")
+AREAS = ("library", "perception", "people", "concepts", "vlm", "captions", "durability")
 
 
 

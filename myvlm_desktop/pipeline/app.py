@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import json
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -78,12 +79,15 @@ def library_has_folders(data_dir) -> bool:
     database = config.database_path(config.data_dir(data_dir))
     if not database.exists():
         return False
-    conn = connect(database)
     try:
-        tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'folders'").fetchone()[0]
-        return bool(tables) and conn.execute("SELECT count(*) FROM folders").fetchone()[0] > 0
-    finally:
-        conn.close()
+        conn = connect(database)
+        try:
+            tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'folders'").fetchone()[0]
+            return bool(tables) and conn.execute("SELECT count(*) FROM folders").fetchone()[0] > 0
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:  # damaged: opening it says so and names the newest backup
+        return True
 
 
 # -- settings -------------------------------------------------------------------------------------------
