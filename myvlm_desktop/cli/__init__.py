@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 
 from ..models.errors import ModelUnavailable
+from ..storage import DiskFull
 from . import common
 
 AREAS = ("library", "perception", "people", "concepts", "vlm", "captions", "durability")
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = handler(args)
     except ModelUnavailable as exc:
+        print(f"myvlm: {exc}", file=sys.stderr)
+        return 1
+    except DiskFull as exc:
         print(f"myvlm: {exc}", file=sys.stderr)
         return 1
     except common.CommandError as exc:

@@ -19,6 +19,7 @@ from typing import Any, Self, TypeVar
 
 import numpy as np
 
+from ..storage import DiskFull, is_disk_full
 from . import backup
 from .schema import MIGRATIONS
 
@@ -162,7 +163,7 @@ class Database:
             except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                future.set_exception(exc)
+                future.set_exception(DiskFull(self.path.parent) if is_disk_full(exc) else exc)
             else:
                 future.set_result(result)
 

@@ -76,7 +76,10 @@ def optional_module(name: str):
 
 def library_has_folders(data_dir) -> bool:
     """Whether a library with at least one photo folder exists in `data_dir` (else: the first run)."""
-    database = config.database_path(config.data_dir(data_dir))
+    try:
+        database = config.database_path(config.data_dir(data_dir))
+    except OSError:  # gone or read-only: opening the library says so in one message
+        return True
     if not database.exists():
         return False
     try:

@@ -11,13 +11,13 @@ in `control.saved`; the CLI finds the checkpoint file). The result is
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from .. import config, imaging
 from ..library.store import Library, open_path
+from ..storage import atomic_write_bytes
 
 KIND = "train"
 TRAINING_PHOTOS = 4  # MyVLM trains on 4 photos of the concept
@@ -189,12 +189,10 @@ def _up_to_date(target: Path, row, model: str, steps: int) -> bool:
 
 def _write_checkpoint(path: Path, tensors: dict, info: dict) -> None:
     """One file, written atomically: the tensors, with the facts in its metadata (never half of each)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"info": json.dumps(info)})
-    os.replace(tmp, path)
+    atomic_write_bytes(path, save(tensors, metadata={"info": json.dumps(info)}))  # DiskFull: the last one stays
 
 
 def _read_checkpoint(path: Path, key: dict):
