@@ -92,6 +92,11 @@ def _tensors(model: PersonHead | LinearHead) -> dict[str, np.ndarray]:
 
 def _model(meta: dict, tensors: dict[str, np.ndarray], path: Path) -> PersonHead | LinearHead:
     kind = meta.get("kind")
+    for name, values in tensors.items():  # a head of NaNs would match everyone, or no one, silently
+        if not np.issubdtype(values.dtype, np.floating):
+            raise ConceptFileError(path, f"{name} holds {values.dtype} values, not floats")
+        if not np.isfinite(values).all():
+            raise ConceptFileError(path, f"{name} holds NaN or infinite values")
     try:
         if kind == "person":
             return PersonHead(tensors["keys"], float(meta["threshold"]), tensors["negatives"])

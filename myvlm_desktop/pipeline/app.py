@@ -98,10 +98,18 @@ def load_settings(db: Database) -> dict[str, Any]:
     values = dict(DEFAULT_SETTINGS)
     for row in db.query("SELECT key, value FROM settings"):
         try:
-            values[row["key"]] = json.loads(row["value"])
+            value = json.loads(row["value"])
         except ValueError:  # a hand-edited value that is not JSON: keep the default
             continue
+        if valid_setting(row["key"], value):  # of the wrong type or not a choice: keep the default
+            values[row["key"]] = value
     return values
+
+
+def valid_setting(key: str, value: Any) -> bool:
+    if key in CHOICES:
+        return value in CHOICES[key]
+    return key not in DEFAULT_SETTINGS or type(value) is type(DEFAULT_SETTINGS[key])
 
 
 def save_settings(db: Database, changes: dict[str, Any]) -> dict[str, Any]:

@@ -281,7 +281,8 @@ def vlm_options(library: Library) -> dict:
     """backend, model and device from the settings (the GUI's preferences; the CLI's --backend overrides)."""
     values = {}
     for row in library.db.query("SELECT key, value FROM settings WHERE key IN ('vlm_backend', 'vlm_model', 'device')"):
-        values[row["key"]] = _json(row["value"], None)
+        value = _json(row["value"], None)
+        values[row["key"]] = value if isinstance(value, str) else None  # a hand-edited wrong type: the default
     return {"backend": values.get("vlm_backend") or "smolvlm", "model": values.get("vlm_model") or None,
             "device": values.get("device") or "auto"}
 

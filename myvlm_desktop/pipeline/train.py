@@ -206,6 +206,20 @@ def _read_checkpoint(path: Path, key: dict):
         tensors = load_file(str(path))
     except (OSError, ValueError, SafetensorError):
         return None
-    if not isinstance(info, dict) or info.get("key") != key or "samples" not in info:
-        return None
+    if not isinstance(info, dict) or info.get("key") != key or not _sound_checkpoint(tensors, info):
+        return None  # not this run's, or damaged: training starts again (nothing of the user's is in it)
     return tensors, info
+
+
+def _sound_checkpoint(tensors: dict, info: dict) -> bool:
+    import torch
+
+    from ..vlm.train import Sample
+
+    try:
+        [Sample(**s) for s in info["samples"]]
+    except (KeyError, TypeError):
+        return False
+    vector = tensors.get("vector")
+    return (isinstance(info.get("step"), int) and vector is not None and vector.is_floating_point()
+            and all(bool(torch.isfinite(t).all()) for t in tensors.values()))

@@ -56,6 +56,10 @@ def load_concept_vector(path: str | os.PathLike) -> ConceptVector:
         raise ConceptFileError(f"unreadable concept file {path}: {exc}") from None
     if not isinstance(info, dict) or vector.ndim != 1 or info.get("dim") != vector.numel():
         raise ConceptFileError(f"concept file {path} does not match its JSON")
+    if not vector.is_floating_point() or not torch.isfinite(vector).all():
+        raise ConceptFileError(f"concept file {path} holds {vector.dtype} values that are not finite floats")
+    if not all(isinstance(info.get(k), str) for k in ("name", "identifier", "kind")):
+        raise ConceptFileError(f"concept file {path}: its JSON lacks the concept's name, identifier or kind")
     keys = ("name", "identifier", "kind", "backend", "model")
     meta = {k: v for k, v in info.items() if k not in keys}
     return ConceptVector(info["name"], info["identifier"], info["kind"], vector, info.get("backend", ""),

@@ -1,4 +1,4 @@
-"""Settings > Library > Restore puts a backup back while the app runs."""
+"""Settings > Library > Restore puts a backup back while the app runs; a damaged thumbnail is made again."""
 
 from PySide6.QtWidgets import QFileDialog, QPushButton
 
@@ -41,3 +41,25 @@ def test_cancelling_the_file_chooser_restores_nothing(window, session, qtbot, mo
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a: ("", ""))
     dialog.findChild(QPushButton, "restoreBackup").click()
     assert emitted == [] and _concepts(session) == ["Alice"]
+
+
+def test_the_photo_grid_shows_a_rebuilt_thumbnail_for_a_damaged_cache_entry(app, tmp_path, session, qtbot):
+    from myvlm_desktop.gui.images import ImageCache
+    from myvlm_desktop.gui.models import THUMB_ROLE, PhotoListModel, PhotoSource
+    from myvlm_desktop.library import thumbs
+    from myvlm_desktop.library.scan import scan_library
+    from tests.conftest import make_jpeg
+
+    photo = make_jpeg(tmp_path / "photos" / "a.jpg", size=(200, 150), seed=3)
+    session.library.add_folder(photo.parent)
+    scan_library(session.library)
+    row = session.library.db.query("SELECT id, hash, path FROM photos")[0]
+    session.library.thumbnail_path(row["hash"]).write_bytes(b"garbage")
+    cache = ImageCache()
+    model = PhotoListModel(session.library.thumbnail_path, cache)
+    rows = [(row["id"], row["hash"], row["path"])]
+    model.set_source(PhotoSource(lambda: len(rows), lambda offset, limit: rows[offset:offset + limit]))
+    model.data(model.index(0), THUMB_ROLE)
+    qtbot.waitUntil(lambda: model.data(model.index(0), THUMB_ROLE) is not None, timeout=5000)
+    assert thumbs.usable(session.library.thumbnail_path(row["hash"]))
+    cache.shutdown()
