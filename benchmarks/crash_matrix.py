@@ -434,6 +434,18 @@ def tiny_vlm(work: Path) -> Path:
     return folder
 
 
+def _write(out: Path, rows: list[dict], load, args, partial: bool) -> Path:
+    total = {k: sum(r[k] for r in rows) for k in ("kills", "resumed", "decisions_lost", "mismatches", "unsound",
+                                                   "failed_resumes")}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"jobs": rows, "total": total, "partial": partial, "load_before": load,
+                               "load_after": os.getloadavg(),
+                               "args": {k: v for k, v in vars(args).items() if k != "ops_driver"},
+                               "not_covered": {"model download": "no local Hub server on main yet",
+                                               "import of names from metadata": "not on main yet"}}, indent=2))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", default="all", help="comma-separated job names (prefixes) or all")
@@ -480,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             totals["problems"] += result["problems"]
         totals["seconds"] = round(time.monotonic() - t0, 1)
         rows.append(totals)
+        _write(Path(args.out), rows, load, args, partial=True)  # what is done so far survives an interruption
         print(f"{job.name:<30} kills {totals['kills']:>3}  resumed {totals['resumed']:>3}  "
               f"lost {totals['decisions_lost']}  unsound {totals['unsound']}  mismatches {totals['mismatches']}  "
               f"failed resumes {totals['failed_resumes']}  ({totals['seconds']} s)", flush=True)
@@ -491,12 +504,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    "failed_resumes")}
     print(f"{'total':<30} {total['kills']:>5} {total['resumed']:>7} {total['decisions_lost']:>14} "
           f"{total['mismatches']:>10}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"jobs": rows, "total": total, "load_before": load, "load_after": os.getloadavg(),
-                               "args": {k: v for k, v in vars(args).items() if k != "ops_driver"},
-                               "not_covered": {"model download": "no local Hub server on main yet",
-                                               "import of names from metadata": "not on main yet"}}, indent=2))
+    out = _write(Path(args.out), rows, load, args, partial=False)
     print(f"wrote {out}")
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)

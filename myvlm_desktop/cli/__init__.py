@@ -1,21 +1,22 @@
 """`myvlm`: the app without a window. Every command takes --data-dir (else $MYVLM_DATA_DIR, else the
 platform's data folder). Each area registers its commands from its own module here.
 
-Exit codes: 0 done, 1 a model or job failed, 2 bad input (a malformed query, a missing folder).
+Exit codes: 0 done, 1 a model or job failed, 2 bad input (a malformed query, a missing folder), 141 the
+reader of the output went away (`myvlm errors --json | head`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
 from ..models.errors import ModelUnavailable
 from ..storage import DiskFull
-from . import common
+from . import captions, common, concepts, durability, library, people, perception, vlm
 
-AREAS = ("library", "perception", "people", "concepts", "vlm", "captions", "durability")
-
+AREAS = (library, perception, people, concepts, vlm, captions, durability)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,21 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="the app's data folder (default: $MYVLM_DATA_DIR or the platform's)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for area in AREAS:
-        module = _area(area)
-        if module is not None:
-            module.register(sub)
+        area.register(sub)
     return parser
-
-
-def _area(name: str):
-    import importlib
-
-    try:
-        return importlib.import_module(f"{__name__}.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"{__name__}.{name}":
-            return None  # that area has no commands yet
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Callable = args.handler
     try:
+        common.check_data_dir(args.data_dir)
         result = handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+    except BrokenPipeError:
+        # `myvlm ... | head -1`: the reader has what it wanted. Exit as a Unix tool killed by SIGPIPE does,
+        # with nothing on stderr; stdout goes to devnull so that Python's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     except ModelUnavailable as exc:
         print(f"myvlm: {exc}", file=sys.stderr)
         return 1

@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ..imaging import ImageError
-from .common import CommandError, emit, library, stderr_progress
+from ..pipeline.settings import CHOICES
+from .common import CommandError, StderrProgress, emit, library
 
 
 def register(sub) -> None:
@@ -31,19 +33,15 @@ def register(sub) -> None:
 
 
 def _vlm_options(p) -> None:
-    p.add_argument("--backend", choices=("smolvlm", "blip2", "llava"), help="the VLM (default: the setting)")
+    p.add_argument("--backend", choices=CHOICES["vlm_backend"], help="the VLM (default: the setting)")
     p.add_argument("--model", help="a model name or a local model folder (default: the setting)")
-    p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="where to run it (default: the setting)")
+    p.add_argument("--device", choices=CHOICES["device"], help="where to run it (default: the setting)")
 
 
 def _backend(args, lib):
-    from ..pipeline.captions import shared_backend, vlm_options
+    from ..pipeline.questions import vlm_backend
 
-    options = vlm_options(lib)
-    for key in ("backend", "model", "device"):
-        if getattr(args, key):
-            options[key] = getattr(args, key)
-    return shared_backend(**options)
+    return vlm_backend(lib, backend=args.backend, model=args.model, device=args.device)
 
 
 def _stream(args):
@@ -58,10 +56,12 @@ def caption(args) -> None:
 
     if bool(args.path) == bool(args.all):
         raise CommandError("give a photo PATH or --all")
+    if args.path and not os.path.exists(args.path):
+        raise CommandError(f"no such file: {args.path}")
     lib = library(args)
     backend = _backend(args, lib)
     if args.all:
-        counts = caption_library(lib, backend, control=_Progress())
+        counts = caption_library(lib, backend, control=StderrProgress())
         emit(counts, args.json, ", ".join(f"{k} {v}" for k, v in counts.items()))
         return
     try:
@@ -72,18 +72,17 @@ def caption(args) -> None:
 
 
 def ask(args) -> None:
-    lib = library(args)
     if args.library:
-        _ask_library(args, lib, " ".join(args.words))
+        _ask_library(args, library(args), " ".join(args.words))
         return
     if len(args.words) < 2:
         raise CommandError('ask PATH "QUESTION" (or ask --library "QUESTION")')
-    from ..pipeline.captions import answer_photo
+    from ..pipeline.questions import ask_photo
 
     path, question = args.words[0], " ".join(args.words[1:])
-    backend = _backend(args, lib)
     try:
-        result = answer_photo(lib, path, question, backend, on_token=_stream(args))
+        result = ask_photo(library(args), path, question, on_token=_stream(args), backend=args.backend,
+                           model=args.model, device=args.device)
     except ImageError as exc:
         raise CommandError(f"{path}: {exc.reason}") from None
     except ValueError as exc:
@@ -92,7 +91,7 @@ def ask(args) -> None:
 
 
 def _ask_library(args, lib, question: str) -> None:
-    from ..pipeline.ask import ask_library
+    from ..pipeline.questions import ask_library
 
     try:
         result = ask_library(lib, question, use_model=not args.no_llm)
@@ -106,10 +105,3 @@ def _ask_library(args, lib, question: str) -> None:
 def _plain_text(text: str, args) -> str:
     """Streamed text is already on screen: end the line instead of printing it twice."""
     return "" if _stream(args) is not None else text
-
-
-class _Progress:
-    """The caption job's progress on stderr; Ctrl+C stops it (what was captioned stays)."""
-
-    def progress(self, done: int, total: int, message: str = "") -> None:
-        stderr_progress(done, total, message)

@@ -33,7 +33,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..pipeline.app import CHOICES, optional_module
+from ..models import registry
+from ..pipeline.settings import CHOICES
+from ..sizes import human_size
 from . import theme
 from .widgets import heading, muted
 from .workers import run_task
@@ -234,17 +236,6 @@ def _field(model, name: str, default=None):
     return model.get(name, default) if isinstance(model, dict) else getattr(model, name, default)
 
 
-def _size(value) -> str:
-    if not value:
-        return ""
-    value = float(value)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit in ("B", "KB") else f"{value:.1f} {unit}"
-        value /= 1024
-    return ""
-
-
 class _DownloadProgress(QObject):
     progressed = Signal(str, float, float)
 
@@ -266,7 +257,6 @@ class ModelManagerDialog(QDialog):
         self.setObjectName("modelManager")
         self.setWindowTitle("Models")
         self.setMinimumSize(760, 420)
-        self.registry = optional_module("models.registry")
         self.models_dir = models_dir
         self.table = QTableWidget(0, 5)
         self.table.setHorizontalHeaderLabels(["Model", "Kind", "Size", "Status", ""])
@@ -306,10 +296,7 @@ class ModelManagerDialog(QDialog):
         self.reload()
 
     def reload(self) -> None:
-        if self.registry is None:
-            self.message.setText("The model registry is not part of this build.")
-            return
-        run_task(self.registry.list_models, *self._where(), on_done=self._show, on_error=self._failed)
+        run_task(registry.list_models, *self._where(), on_done=self._show, on_error=self._failed)
 
     def _where(self) -> tuple:
         return (Path(self.models_dir),) if self.models_dir else ()
@@ -322,7 +309,7 @@ class ModelManagerDialog(QDialog):
             self.table.insertRow(row)
             name = str(_field(model, "name", "?"))
             available = bool(_field(model, "available", False))
-            size = _size(_field(model, "size") or _field(model, "size_bytes"))
+            size = human_size(_field(model, "size") or _field(model, "size_bytes"))
             cells = [name, KIND_NAMES.get(_field(model, "kind", ""), _field(model, "kind", "")),
                      size if available or not size else f"{size} download",
                      "Installed" if available else "Not installed"]
@@ -357,14 +344,14 @@ class ModelManagerDialog(QDialog):
         self.bar.setValue(0)
         self.bar.show()
         self.message.setText(f"Downloading {name}…")
-        run_task(self.registry.download_model, name, self.progress.callback(name), *self._where(), owner=self,
+        run_task(registry.download_model, name, self.progress.callback(name), *self._where(), owner=self,
                  on_done=lambda _: self._downloaded(name), on_error=self._failed)
 
     def _progressed(self, name: str, done: float, total: float) -> None:
         if total:
             self.bar.setRange(0, 1000)
             self.bar.setValue(int(done / total * 1000))
-            self.message.setText(f"Downloading {name}… {_size(done)} of {_size(total)}")
+            self.message.setText(f"Downloading {name}… {human_size(done)} of {human_size(total)}")
         else:
             self.bar.setRange(0, 0)  # size unknown: a busy bar
 

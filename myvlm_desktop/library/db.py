@@ -21,6 +21,7 @@ import numpy as np
 
 from ..storage import DiskFull, is_disk_full
 from . import backup
+from .names import name_key
 from .schema import MIGRATIONS
 
 T = TypeVar("T")
@@ -34,6 +35,7 @@ def connect(path: Path | str) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
+    conn.create_function("name_key", 1, name_key, deterministic=True)
     return conn
 
 

@@ -108,8 +108,7 @@ def test_a_hostile_checkpoint_is_ignored_and_training_starts_again(tmp_path, cas
 
 def test_settings_of_the_wrong_type_fall_back_to_the_defaults(tmp_path):
     from myvlm_desktop.library.store import Library
-    from myvlm_desktop.pipeline.app import DEFAULT_SETTINGS, load_settings
-    from myvlm_desktop.pipeline.captions import vlm_options
+    from myvlm_desktop.pipeline.settings import DEFAULT_SETTINGS, load_settings, vlm_options
 
     with Library(tmp_path / "data") as lib:
         lib.db.write(lambda c: c.executemany("INSERT INTO settings(key, value) VALUES (?, ?)", [
@@ -119,7 +118,7 @@ def test_settings_of_the_wrong_type_fall_back_to_the_defaults(tmp_path):
         assert settings["embedder"] == "clip"  # the one sound value is kept
         for key in ("watch", "face_engine", "device", "vlm_model", "vlm_backend"):
             assert settings[key] == DEFAULT_SETTINGS[key], key
-        assert vlm_options(lib) == {"backend": "smolvlm", "model": None, "device": "auto"}
+        assert vlm_options(settings) == {"backend": "smolvlm", "model": None, "device": "auto"}
 
 
 def test_a_thumbnail_cache_entry_that_is_not_an_image_is_made_again(tmp_path, library):

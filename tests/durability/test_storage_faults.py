@@ -214,15 +214,15 @@ def test_a_full_disk_while_saving_a_checkpoint_keeps_the_last_one(small_disk):
 
     path = small_disk.path / "training" / "blip2.safetensors"
     key = {"concept_id": 1}
-    _write_checkpoint(path, {"vector": torch.ones(8)}, {"key": key, "samples": 3})
+    _write_checkpoint(path, {"vector": torch.ones(8)}, {"key": key, "step": 3, "samples": []})
     small_disk.fill()
     with pytest.raises(storage.DiskFull):
-        _write_checkpoint(path, {"vector": torch.zeros(8)}, {"key": key, "samples": 6})
+        _write_checkpoint(path, {"vector": torch.zeros(8)}, {"key": key, "step": 6, "samples": []})
     tensors, info = _read_checkpoint(path, key)
-    assert info["samples"] == 3 and torch.equal(tensors["vector"], torch.ones(8))
+    assert info["step"] == 3 and torch.equal(tensors["vector"], torch.ones(8))
     small_disk.free()
-    _write_checkpoint(path, {"vector": torch.zeros(8)}, {"key": key, "samples": 6})
-    assert _read_checkpoint(path, key)[1]["samples"] == 6
+    _write_checkpoint(path, {"vector": torch.zeros(8)}, {"key": key, "step": 6, "samples": []})
+    assert _read_checkpoint(path, key)[1]["step"] == 6
 
 
 def test_a_full_disk_during_a_download_is_said_and_the_download_resumes(small_disk, tmp_path):
