@@ -9,13 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError, features
+
+from .storage import atomic_write
 
 try:  # HEIC/HEIF from phones; optional at import so a broken libheif never stops the app
     import pillow_heif
@@ -286,11 +287,9 @@ def read_photo(path: str | bytes | os.PathLike, thumbnail_to: Path | None = None
 
 
 def write_jpeg(img: Image.Image, target: Path, quality: int = 85) -> None:
-    """Write atomically so a crash never leaves half a thumbnail behind."""
+    """Write atomically so a crash or a full disk never leaves half a thumbnail behind."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")  # scan threads may race
-    img.save(tmp, "JPEG", quality=quality)
-    os.replace(tmp, target)
+    atomic_write(target, lambda handle: img.save(handle, "JPEG", quality=quality))
 
 
 def _exif(img: Image.Image) -> Image.Exif:

@@ -404,6 +404,7 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(self.session.settings, self.session.library.folders(), str(self.session.library.root),
                                 self)
         dialog.open_models.connect(self.open_models)
+        dialog.restore_backup.connect(self.restore_backup)
         if dialog.exec() == SettingsDialog.DialogCode.Accepted:
             self.apply_settings(dialog.change())
 
@@ -432,6 +433,20 @@ class MainWindow(QMainWindow):
             self.refresh_all()
 
         run_task(apply, on_done=applied, on_error=lambda e: self.flash(f"Settings not saved: {e}"), owner=self)
+
+    def restore_backup(self, path: str) -> None:
+        """Put a backup in place of the library while the app runs; stale heads and embeddings retrain."""
+        from ..pipeline.restore import reconcile_derived
+
+        def restore() -> dict:
+            self.session.db.restore(path)
+            return reconcile_derived(self.session.library)
+
+        def restored(result: dict) -> None:
+            self.flash(f"Library restored from {os.path.basename(path)}.")
+            self.refresh_all()
+
+        run_task(restore, on_done=restored, on_error=lambda e: self.flash(f"Not restored: {e}"), owner=self)
 
     def open_models(self) -> ModelManagerDialog:
         """The model manager, window-modal (the window keeps painting job progress behind it)."""

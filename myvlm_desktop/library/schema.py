@@ -198,7 +198,11 @@ MIGRATIONS: list[str] = [
         EXCEPT  -- "Rex is not in this photo" (a photo rejection; a face rejection has face_id set)
         SELECT r.concept_id, r.photo_id FROM rejections r WHERE r.face_id IS NULL AND r.photo_id IS NOT NULL;
     """,
-    # 2: names imported from photo metadata (XMP regions and keywords), and faces that came from them
+    # 2: a folder whose drive or share went away is offline (its photos wait for it), not missing
+    """
+    ALTER TABLE folders ADD COLUMN offline_since REAL;
+    """,
+    # 3: names imported from photo metadata (XMP regions and keywords), and faces that came from them
     """
     ALTER TABLE faces ADD COLUMN source TEXT NOT NULL DEFAULT 'detected';  -- 'detected' or 'metadata'
 
