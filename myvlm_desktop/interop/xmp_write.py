@@ -7,7 +7,8 @@ in digiKam:TagsList (People/…), lr:hierarchicalSubject (People|…) and dc:sub
 dc:description where that is empty or holds a caption this app wrote. An existing region that names the
 same face (IoU above 0.5, or the same name) is replaced; the others are kept. Keywords are added; one is
 removed only when this app added it and the name no longer holds (a rename, "not Alice"): the keywords
-it added are listed in `myvlm:Keywords`. Every write goes to a temporary file renamed over the target; a
+it added are listed in `myvlm:Keywords`, and a region it wrote before is rewritten or dropped, never kept
+as another app's (`myvlm:Regions`). Every write goes to a temporary file renamed over the target; a
 write into a photo is kept only when the photo decodes to exactly the same pixels as before.
 """
 
@@ -31,6 +32,7 @@ EMPTY_PACKET = ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpm
                 '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>')
 OWN_NS = ("http://ns.myvlm.app/1.0/", "myvlm")
 OWN = "Xmp.myvlm.Keywords"  # the keywords this app added, so a renamed or removed name can be taken back
+OWN_REGIONS = "Xmp.myvlm.Regions"  # the names of the regions this app wrote: rewritten, never kept as others'
 REGIONS = "Xmp.mwg-rs.Regions"
 LIST = f"{REGIONS}/mwg-rs:RegionList"
 _LOCK = threading.Lock()  # Exiv2's XMP toolkit is not safe to use from two threads at once
@@ -109,6 +111,7 @@ def _edit(path: Path, tags: Tags) -> None:
             with pyexiv2.Image(str(path)) as img:
                 current = img.read_xmp()
                 _write_regions(img, current, tags)
+                _write_array(img, current, OWN_REGIONS, sorted({name for name, _, _ in tags.regions}))
                 for key, values in _keywords(current, tags).items():
                     _write_array(img, current, key, values)
                 caption = _caption(current, tags)
@@ -119,7 +122,9 @@ def _edit(path: Path, tags: Tags) -> None:
 
 
 def _write_regions(img, current: dict, tags: Tags) -> None:
-    kept = [r for r in _existing_regions(current) if not _replaced(r, tags)]
+    ours_before = set(_array(current, OWN_REGIONS))
+    kept = [r for r in _existing_regions(current)
+            if not _replaced(r, tags) and r.get("/mwg-rs:Name", "") not in ours_before]
     if not tags.regions and not kept and not any(k.startswith(REGIONS) for k in current):
         return
     img.modify_xmp({k: None for k in sorted(current, key=len, reverse=True) if k.startswith(REGIONS)})

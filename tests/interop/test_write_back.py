@@ -199,3 +199,15 @@ def test_a_rename_takes_back_only_the_keywords_this_app_added(library, photo_dir
         tags = img.read_xmp()["Xmp.digiKam.TagsList"]
     # Paris and the Carol another app wrote stay; the Pets/Rex this app added goes with the rename
     assert tags == ["Places/Paris", "People/Carol", "People/Caroline", "Pets/Rexie"]
+
+
+def test_a_region_this_app_wrote_goes_when_the_face_is_no_longer_named(library, photo_dir):
+    _library_with_names(library, photo_dir)
+    writeback.configure(library, enabled=True)
+    writeback.write_back(library)
+    ops.delete_concept(library, "Bob")
+    writeback.write_back(library)
+    root = SafeET.parse(photo_dir / "p0.jpg.xmp").getroot()
+    names = [e.get(f"{{{NS['mwg-rs']}}}Name") for e in root.iter(f"{{{NS['rdf']}}}Description")
+             if e.get(f"{{{NS['mwg-rs']}}}Name")]
+    assert names == ["Stranger", "Alice"]  # the other app's region stays, ours for Bob is gone
