@@ -34,6 +34,9 @@ def register(sub) -> None:
     c.add_argument("photos", nargs="+", metavar="PHOTO", help="a photo's path or id")
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=concept_create)
+    from .interop import register_concept_packs
+
+    register_concept_packs(concept_sub)
 
     _op(sub, "name", "name a cluster (a new concept, or joins the concept of that name)",
         [("cluster",), ("name",)], kind=True)
@@ -97,6 +100,8 @@ def _run(name: str, args) -> None:
     except _ops().PeopleError as exc:
         raise CommandError(str(exc)) from None
     text = result.get("summary") if isinstance(result, dict) and "summary" in result else _describe(name, result)
+    if name in ("undo", "redo"):
+        text = f"{'undid' if name == 'undo' else 'redid'}: {text}"
     emit(result, args.json, text)
 
 
@@ -116,10 +121,24 @@ def _id(value: str, what: str) -> int:
 
 
 def people(args) -> None:
-    clusters = _ops().list_clusters(library(args), include_hidden=args.hidden, kind=args.kind, members=args.members)
+    from ..people.listing import cluster_members, list_clusters
+
+    db = library(args).db
+    clusters = list_clusters(db, hidden=args.hidden, kind=args.kind)
+    for c in clusters:
+        del c["cover"]  # what the window draws; cover_path and cover_box say the same in text
+        if args.members:
+            c["members"] = [_member(m) for m in cluster_members(db, c["id"])]
     lines = [f"{c['id']:>6}  {c['size']:>5}  {(c['concept'] or '-'):<20} {c['kind'] or c['cluster_kind']:<7}"
              f"{' hidden' if c['hidden'] else ''}  {c['cover_path'] or ''}" for c in clusters]
     emit(clusters, args.json, "\n".join(lines) or "no clusters yet: index photos, then run `myvlm cluster`")
+
+
+def _member(m: dict) -> dict:
+    face = not m.get("whole")
+    x1, y1, x2, y2 = m["box"]
+    return {"face": m["id"] if face else None, "photo": m["photo_id"], "path": m["shown_path"],
+            "box": [x1, y1, x2, y2] if face else None, "area": (x2 - x1) * (y2 - y1) if face else None}
 
 
 def concept_create(args) -> None:
@@ -134,14 +153,18 @@ def concept_create(args) -> None:
 
 
 def _photo_id(lib, value: str) -> int:
-    """A photo of the library by path (as given or resolved) or by id."""
+    """A usable photo of the library by path (as given or resolved) or by id."""
+    row = None
     for candidate in (value, os.path.abspath(value), str(Path(value).expanduser().resolve())):
-        row = lib.photo_by_path(candidate)
-        if row is not None:
-            return row["id"]
-    if value.isdigit() and lib.photo(int(value)) is not None:
-        return int(value)
-    raise CommandError(f"not a photo of the library: {value} (add its folder and scan first)")
+        row = row or lib.photo_by_path(candidate)
+    if row is None and value.isdigit():
+        row = lib.photo(int(value))
+    if row is None:
+        raise CommandError(f"not a photo of the library: {value} (add its folder and scan first)")
+    if row["status"] != "ok":
+        why = row["error"] or "the file is missing"
+        raise CommandError(f"{value} cannot be used: {why} (see `myvlm errors`)")
+    return row["id"]
 
 
 def suggest(args) -> None:

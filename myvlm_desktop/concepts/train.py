@@ -52,7 +52,7 @@ def concept_row(db: Database, concept: int | str):
     if isinstance(concept, int) or str(concept).isdigit():
         row = conn.execute("SELECT * FROM concepts WHERE id = ?", (int(concept),)).fetchone()
     else:
-        row = conn.execute("SELECT * FROM concepts WHERE name = ? COLLATE NOCASE OR identifier = ?",
+        row = conn.execute("SELECT * FROM concepts WHERE name_key(name) = name_key(?) OR identifier = ?",
                            (concept, concept)).fetchone()
     if row is None:
         names = ", ".join(r[0] for r in conn.execute("SELECT name FROM concepts ORDER BY name LIMIT 8"))

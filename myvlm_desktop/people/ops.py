@@ -111,7 +111,7 @@ def _concept(conn, ref: int | str):
 
 
 def _named(conn, name: str):
-    return conn.execute("SELECT * FROM concepts WHERE name = ? COLLATE NOCASE", (name,)).fetchone()
+    return conn.execute("SELECT * FROM concepts WHERE name_key(name) = name_key(?)", (name,)).fetchone()
 
 
 def _face(conn, face_id: int):
@@ -264,6 +264,9 @@ def _ref(conn, ref):
     text = str(ref).strip()
     if text.lower().startswith(CLUSTER_PREFIX):
         return "cluster", _cluster(conn, _int(text[len(CLUSTER_PREFIX):].strip(), "cluster"))
+    if text.startswith("-") and text[1:].isdigit():
+        raise PeopleError(f"not a cluster id: {text} (cluster ids are the positive numbers `myvlm people` "
+                          "lists)")
     if not text.isdigit():
         return "concept", _concept(conn, text)
     named = _named(conn, text)
