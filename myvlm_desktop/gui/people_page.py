@@ -258,7 +258,9 @@ class PeoplePage(QWidget):
         answer = QMessageBox.question(self, "Merge?", f"{error.name} already exists. Merge {cluster['concept']} into "
                                       f"{error.name}?")
         if answer == QMessageBox.StandardButton.Yes:
-            self.op("merge", error.name, cluster["concept"], keep=error.name, done_message=f"Merged into {error.name}")
+            # "@Name": a concept by name, even one called "2024" (digits alone may mean a cluster)
+            self.op("merge", f"@{error.name}", f"@{cluster['concept']}", keep=f"@{error.name}",
+                    done_message=f"Merged into {error.name}")
         return True
 
     def name_selected(self) -> None:
