@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from myvlm_desktop.concepts.linear import TrainConfig, fit_concept_head
 from myvlm_desktop.concepts.person import PersonHead
 from myvlm_desktop.concepts.review import BAND
-from myvlm_desktop.concepts.train import LOAD_SIDE, select_negatives, training_views
+from myvlm_desktop.concepts.train import HEAD_VIEWS, LOAD_SIDE, select_negatives, training_views
 from myvlm_desktop.imaging import ImageError, load_array
 from myvlm_desktop.models.errors import ModelUnavailable
 
@@ -160,7 +160,7 @@ def _fit_pet(library: tuple, positive_ids: np.ndarray, rejected: np.ndarray):
 def _pet_views(args, photos: list[dict], embedder) -> tuple[dict, float]:
     """{path: (views, dim)} the app's training views of each photo (augmented views, then subject crops),
     embedded once per embedder and cached under benchmarks/results/ (the original view is row 0)."""
-    cache = args.out.parent / f"pet_views_{embedder.engine_id}.npz"
+    cache = args.out.parent / f"pet_views_{embedder.engine_id}_{HEAD_VIEWS}+5.npz"
     if cache.exists():
         stored = np.load(cache)
         if sorted(stored.files) == sorted(p["path"].replace("/", "__") for p in photos):

@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from myvlm_desktop.concepts.augment import VIEWS
+from myvlm_desktop.concepts.train import HEAD_VIEWS
 from myvlm_desktop.people.cluster import cluster_all, params_for
 
 DATA = Path("/work/shared/data/pets_dreambooth")
@@ -52,7 +52,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "eval_pet_groups.json")
     args = parser.parse_args()
-    cache = ROOT / "benchmarks" / "results" / f"pet_views_{args.embedder}.npz"
+    cache = ROOT / "benchmarks" / "results" / f"pet_views_{args.embedder}_{HEAD_VIEWS}+5.npz"
     if not cache.exists():
         print(f"no cached embeddings at {cache}: run benchmarks/eval_heads.py --only pets first", file=sys.stderr)
         return 2
@@ -63,7 +63,7 @@ def main() -> int:
     truth = np.array([i["label"] for i in items])
     unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
     described = {"whole": unit(np.stack([v[0] for v in views])),
-                 "crops": unit(np.stack([unit(np.vstack([v[:1], v[len(VIEWS):]])).mean(axis=0) for v in views]))}
+                 "crops": unit(np.stack([unit(np.vstack([v[:1], v[HEAD_VIEWS:]])).mean(axis=0) for v in views]))}
     base = params_for(args.embedder)
     report = {"embedder": args.embedder, "photos": len(items), "animals": len(set(truth)),
               "app_max_distance": base.max_distance, "results": {}}
