@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..library.names import name_key
 from . import theme
 from .models import PhotoListModel, PhotoSource
 from .widgets import EmptyState, PhotoGrid, format_eta, heading, muted
@@ -136,7 +137,7 @@ class ConceptPage(QWidget):
 
     def show_concept(self, name: str) -> None:
         for row in range(self.list.count()):
-            if self.list.item(row).data(Qt.ItemDataRole.UserRole)["name"].casefold() == name.casefold():
+            if name_key(self.list.item(row).data(Qt.ItemDataRole.UserRole)["name"]) == name_key(name):
                 self.list.setCurrentRow(row)
 
     def _picked(self, item: QListWidgetItem | None, previous=None) -> None:
