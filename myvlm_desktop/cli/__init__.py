@@ -13,9 +13,10 @@ import sys
 from collections.abc import Callable
 
 from ..models.errors import ModelUnavailable
-from . import captions, common, concepts, library, people, perception, vlm
+from ..storage import DiskFull
+from . import captions, common, concepts, durability, interop, library, people, perception, vlm
 
-AREAS = (library, perception, people, concepts, vlm, captions)
+AREAS = (library, perception, people, concepts, vlm, captions, durability, interop)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + 13
     except ModelUnavailable as exc:
+        print(f"myvlm: {exc}", file=sys.stderr)
+        return 1
+    except DiskFull as exc:
         print(f"myvlm: {exc}", file=sys.stderr)
         return 1
     except common.CommandError as exc:

@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import config
-from ..library.store import Library, LibraryError
+from ..library.store import Library, LibraryError, usable_data_dir
 
 _open: list[Library] = []
 
@@ -34,7 +34,7 @@ def library(args) -> Library:
     """The library of --data-dir, opened once per command; a new one is announced (a mistyped path shows)."""
     if not _open:
         try:
-            root = config.data_dir(args.data_dir)
+            root = usable_data_dir(args.data_dir)  # gone or read-only: said here, once
             if not config.database_path(root).exists():
                 print(f"myvlm: no library at {root}: creating a new one", file=sys.stderr)
             _open.append(Library(root))

@@ -155,6 +155,7 @@ class SettingsDialog(QDialog):
     """Folders, engines, VLM, device and data folder. The caller applies the change off the GUI thread."""
 
     open_models = Signal()
+    restore_backup = Signal(str)  # Settings > Library > Restore: the backup file chosen
 
     def __init__(self, settings: dict, folders: list[str], data_dir: str, parent=None):
         super().__init__(parent)
@@ -199,7 +200,21 @@ class SettingsDialog(QDialog):
         layout.addWidget(heading("Engines", "sectionTitle"))
         layout.addLayout(form)
         layout.addWidget(muted("A new data folder is used from the next start."))
+        layout.addWidget(heading("Library", "sectionTitle"))
+        restore = QPushButton("Restore from a backup…")
+        restore.setObjectName("restoreBackup")
+        restore.clicked.connect(self.choose_backup)
+        layout.addWidget(restore)
         layout.addLayout(bottom)
+
+    def choose_backup(self) -> None:
+        """Pick a backup (the backups folder first); the window restores it and this dialog closes."""
+        start = str(Path(self.original_data_dir) / "backups")
+        path, _ = QFileDialog.getOpenFileName(self, "Restore the library from a backup", start,
+                                              "Library backups (*.sqlite3)")
+        if path:
+            self.restore_backup.emit(path)
+            self.reject()
 
     def change(self) -> SettingsChange:
         values = {key: combo.currentData() for key, combo in self.combos.items()}
