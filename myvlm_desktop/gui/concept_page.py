@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..library.names import name_key
+from ..sizes import human_size
 from . import theme
 from .models import PhotoListModel, PhotoSource
 from .widgets import EmptyState, PhotoGrid, format_eta, heading, muted
@@ -219,7 +220,7 @@ class ConceptPage(QWidget):
         from ..interop import pack
 
         run_task(pack.export_concept, self.session.library, name, path, owner=self,
-                 on_done=lambda r: self.status.emit(f"Exported {r['name']} to {r['path']} ({r['bytes'] // 1024} KB)"),
+                 on_done=lambda r: self.status.emit(f"Exported {r['name']} to {r['path']} ({human_size(r['bytes'])})"),
                  on_error=lambda exc: self.status.emit(f"Could not export {name}: {exc}"))
 
     def import_pack(self, path: str) -> None:
