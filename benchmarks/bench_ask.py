@@ -47,19 +47,30 @@ def cli_seconds(data: Path) -> tuple[float, dict]:
 
 
 def in_process(data: Path) -> dict:
-    from myvlm_desktop.pipeline.ask import ask_library
+    from myvlm_desktop.pipeline.ask import ask_library, shared_phraser
 
     with Library(data) as lib:
         seen: list[float] = []
         t0 = time.perf_counter()
         first = ask_library(lib, QUESTION, on_token=lambda text: seen.append(time.perf_counter() - t0))
         load_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        again = ask_library(lib, QUESTION, on_token=lambda text: seen.append(time.perf_counter() - t0))
-        warm_s = time.perf_counter() - t0
-    return {"first_question_s": round(load_s, 2), "warm_s": round(warm_s, 2), "warm_first_text_s": round(seen[-1], 3),
-            "phrased_by": again["phrased_by"], "same_answer": first["answer"] == again["answer"],
-            "answer": again["answer"]}
+        phraser = shared_phraser(lib.root)
+        warm: dict[str, list[float]] = {"examples_cached": [], "whole_prompt": []}
+        answers = set()
+        for _ in range(2):  # interleaved: the worked examples' key/value cache against reading the whole prompt
+            for name in warm:
+                if name == "whole_prompt":
+                    phraser._cached_prefix = lambda inputs: {}
+                t0 = time.perf_counter()
+                again = ask_library(lib, QUESTION, on_token=lambda text, t0=t0: seen.append(time.perf_counter() - t0))
+                warm[name].append(time.perf_counter() - t0)
+                answers.add(again["answer"])
+                phraser.__dict__.pop("_cached_prefix", None)
+    return {"first_question_s": round(load_s, 2), "warm_s": round(min(warm["examples_cached"]), 2),
+            "warm_whole_prompt_s": round(min(warm["whole_prompt"]), 2),
+            "warm_runs": {k: [round(x, 2) for x in v] for k, v in warm.items()},
+            "warm_first_text_s": round(seen[-1], 3), "phrased_by": again["phrased_by"],
+            "same_answer": answers == {first["answer"]}, "answer": again["answer"]}
 
 
 def main() -> None:
@@ -80,7 +91,7 @@ def main() -> None:
     print("| what | now | goal |\n|---|---|---|")
     print(f"| a library question, first answer from the CLI (`myvlm ask --library`) | cold {result['cold_median_s']} s "
           f"(first run ever, building the cache: {result['cache_build_run_s']} s); warm in the app "
-          f"{result['warm_s']} s, template shown after {result['warm_first_text_s']} s | <= 3 s cold, <= 1 s warm |")
+          f"{result['warm_s']} s (whole prompt: {result['warm_whole_prompt_s']} s), template shown after {result['warm_first_text_s']} s | <= 3 s cold, <= 1 s warm |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

@@ -288,8 +288,10 @@ def search(db: Database, query: str, limit: int = 500, offset: int = 0, order: s
     tree = parse(query)
     concepts = _resolve_concepts(db, _concept_names(tree))
     conn = db.read()
+    own = not conn.in_transaction
     try:
-        conn.execute("BEGIN")  # one snapshot: the index's stamp is checked against the rows read
+        if own:
+            conn.execute("BEGIN")  # one snapshot: the index's stamp is checked against the rows read
         try:
             held = current_index(db, conn)
             if held is None:
@@ -297,7 +299,8 @@ def search(db: Database, query: str, limit: int = 500, offset: int = 0, order: s
             else:
                 rows = _ranked(conn, *held, tree, concepts, order, limit + offset)[offset:offset + limit]
         finally:
-            conn.execute("COMMIT")
+            if own:
+                conn.execute("COMMIT")
     except sqlite3.OperationalError as exc:  # FTS5 rejects some inputs the tokenizer let through
         raise QueryError(f"cannot search for that: {exc}") from None
     return [{"photo_id": r[0], "path": r[1], "score": round(float(r[2]), 4)} for r in rows]
