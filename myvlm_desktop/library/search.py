@@ -298,7 +298,7 @@ def search(db: Database, query: str, limit: int = 500, offset: int = 0, order: s
         if own:
             conn.execute("BEGIN")  # one snapshot: the index's stamp is checked against the rows read
         try:
-            held = current_index(db, conn)
+            held = current_index(db, conn) if limit > 0 and offset >= 0 else None
             if held is None:
                 rows = _sql_search(conn, tree, concepts, order, limit, offset)
             else:

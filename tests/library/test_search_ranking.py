@@ -57,7 +57,7 @@ def test_same_results_as_sql_in_the_same_order(pair, order):
     conn = indexed.db.read()
     assert current_index(indexed.db, conn) is not None  # the fast path is the one under test
     for query in QUERIES:
-        for limit, offset in [(500, 0), (7, 0), (7, 7)]:
+        for limit, offset in [(500, 0), (7, 0), (7, 7), (0, 0), (-1, 3)]:
             expected = search(plain.db, query, limit=limit, offset=offset, order=order)
             assert search(indexed.db, query, limit=limit, offset=offset, order=order) == expected, query
 
