@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 from ..models.errors import ModelUnavailable
 from ..storage import DiskFull
-from . import captions, common, concepts, durability, library, people, perception, vlm
+from . import captions, common, concepts, durability, interop, library, people, perception, vlm
 
-AREAS = (library, perception, people, concepts, vlm, captions, durability)
+AREAS = (library, perception, people, concepts, vlm, captions, durability, interop)
 
 
 def build_parser() -> argparse.ArgumentParser:

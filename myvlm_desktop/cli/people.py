@@ -34,6 +34,9 @@ def register(sub) -> None:
     c.add_argument("photos", nargs="+", metavar="PHOTO", help="a photo's path or id")
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=concept_create)
+    from .interop import register_concept_packs
+
+    register_concept_packs(concept_sub)
 
     _op(sub, "name", "name a cluster (a new concept, or joins the concept of that name)",
         [("cluster",), ("name",)], kind=True)

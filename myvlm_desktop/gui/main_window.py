@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -75,6 +75,24 @@ class MainWindow(QMainWindow):
         self._update_library_header()
         self.refresh_all()
         self.show_page("library")
+        self.setAcceptDrops(True)  # a .myvlm concept pack dropped on the window is imported
+
+    # -- concept packs dropped on the window -------------------------------------------------------------
+    def _dropped_packs(self, event) -> list[str]:
+        urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
+        return [u.toLocalFile() for u in urls if u.isLocalFile() and u.toLocalFile().lower().endswith(".myvlm")]
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if self._dropped_packs(event):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        packs = self._dropped_packs(event)
+        if packs:
+            event.acceptProposedAction()
+            self.show_page("concepts")
+            for path in packs:
+                self.concept_page.import_pack(path)
 
     # -- layout ---------------------------------------------------------------------------------------
     def _build(self) -> None:

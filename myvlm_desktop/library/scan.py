@@ -202,8 +202,8 @@ def _needs_indexing(item: Listed, row) -> bool:
     if row is None or item.error:
         return True
     unchanged = row["size"] == item.size and row["mtime"] == item.mtime
-    if row["status"] == "error":
-        return not unchanged or row["error"] in TRANSIENT
+    if row["status"] == "error":  # a decoder installed since then may now read the file
+        return not unchanged or row["error"] in TRANSIENT or "decoder not installed" in (row["error"] or "")
     return not unchanged
 
 
@@ -218,6 +218,10 @@ def index_file(item: Listed, thumbs: Path) -> Indexed:
         return Indexed(item, error=item.error)
     if item.size == 0:
         return Indexed(item, error="empty file (0 bytes)")
+    suffix = imaging.suffix_of(item.path)
+    missing = imaging.missing_decoder(suffix)
+    if missing:
+        return Indexed(item, error=missing)
     try:
         data = read_file(item.path)
     except OSError as exc:
@@ -229,7 +233,7 @@ def index_file(item: Listed, thumbs: Path) -> Indexed:
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     target = thumbnail_file(thumbs, digest)
     try:
-        info = imaging.read_photo(io.BytesIO(data), None if target.exists() else target)
+        info = imaging.read_photo(io.BytesIO(data), None if target.exists() else target, suffix=suffix)
     except imaging.ImageError as exc:
         return Indexed(item, hash=digest, error=exc.reason)
     return Indexed(item, hash=digest, info=info)
