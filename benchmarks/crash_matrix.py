@@ -93,7 +93,18 @@ DECISION_QUERIES = {
 
 
 def decisions(data: Path) -> dict[str, set]:
-    return {k: {tuple(r) for r in _query(data, sql)} for k, sql in DECISION_QUERIES.items()}
+    """Every decision table, read in one transaction (a commit between two reads would mix two states)."""
+    try:
+        conn = _ro(data)
+    except sqlite3.OperationalError:
+        return {k: set() for k in DECISION_QUERIES}
+    try:
+        conn.execute("BEGIN")
+        return {k: {tuple(r) for r in conn.execute(sql)} for k, sql in DECISION_QUERIES.items()}
+    except sqlite3.OperationalError:  # not created yet
+        return {k: set() for k in DECISION_QUERIES}
+    finally:
+        conn.close()
 
 
 def lost(before: dict[str, set], after: dict[str, set]) -> list[str]:
