@@ -377,13 +377,13 @@ class AppSession:
     # -- questions -------------------------------------------------------------------------------------
     def vlm_options(self) -> dict:
         return {"backend": self.settings["vlm_backend"], "model": self.settings["vlm_model"] or None,
-                "device": self.settings["device"]}
+                "device": self.settings["device"], "models_dir": config.models_dir(self.library.root)}
 
     def vlm_weights(self):
         """The folder of the configured VLM's weights; ModelUnavailable (with what to do) when absent."""
         loader = importlib.import_module("myvlm_desktop.vlm.loader")
         options = self.vlm_options()
-        return loader.find_weights(options["model"] or loader.DEFAULT_MODELS[options["backend"]])
+        return loader.find_weights(options["model"] or loader.DEFAULT_MODELS[options["backend"]], options["models_dir"])
 
     def ask_photo(self, photo_id: int, question: str, on_token: Callable[[str], None] | None = None) -> dict:
         """Answer a question about one photo with the VLM, the photo's concepts included; the answer is stored.

@@ -490,8 +490,10 @@ def ask_photo(library: Library, photo_id: int, question: str, on_token=None, bac
               model: str | None = None, device: str = "auto") -> dict:
     """A question about one photo goes to the VLM (captions.answer_photo); ModelUnavailable without one."""
     from .captions import answer_photo, shared_backend
+    from .shared_vlm import models_dir_of
 
-    return answer_photo(library, photo_id, question, shared_backend(backend, model, device), on_token=on_token)
+    vlm = shared_backend(backend, model, device, models_dir_of(library.root))
+    return answer_photo(library, photo_id, question, vlm, on_token=on_token)
 
 
 def _store_answer(conn, question: str, result: dict, model: str | None) -> None:

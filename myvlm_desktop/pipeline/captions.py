@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from ..library.db import now
 from ..library.store import Library, display_path, open_path
 from ..library.text import update_photo_text
 from ..models.errors import ModelUnavailable
+from . import shared_vlm
 from .jobs import JobControl
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,8 @@ def caption_library(library: Library, backend, control: JobControl | None = None
             log.info("photo %s not captioned: %s", photo_id, exc.reason)
             counts["errors"] += 1
             continue
-        result = backend.caption(image, vectors.for_concepts(in_photo))
+        with shared_vlm.lane():
+            result = backend.caption(image, vectors.for_concepts(in_photo))
         library.db.write(store_caption, photo_id, result, concept_versions(in_photo, states))
         counts["captioned"] += 1
     if control is not None:
@@ -221,7 +222,9 @@ def caption_photo(library: Library, photo: int | str | os.PathLike, backend,
     """{"caption", "concepts", "backend"} for a library photo (stored) or any image file (not stored)."""
     photo_id, image, concept_ids = _open_photo(library, photo)
     states = concept_states(library, backend.name)
-    result = backend.caption(image, _Vectors(states, backend.concept_dim).for_concepts(concept_ids), on_token=on_token)
+    with shared_vlm.lane():
+        result = backend.caption(image, _Vectors(states, backend.concept_dim).for_concepts(concept_ids),
+                                 on_token=on_token)
     if photo_id is not None:
         library.db.write(store_caption, photo_id, result, concept_versions(concept_ids, states))
         library.db.notify("captions", photo_id)
@@ -235,7 +238,9 @@ def answer_photo(library: Library, photo: int | str | os.PathLike, question: str
         raise ValueError("ask a question, like: What is <Alice> doing?")
     photo_id, image, concept_ids = _open_photo(library, photo)
     states = concept_states(library, backend.name)
-    result = backend.answer(image, question.strip(), _Vectors(states, backend.concept_dim).for_concepts(concept_ids), on_token=on_token)
+    with shared_vlm.lane():
+        result = backend.answer(image, question.strip(), _Vectors(states, backend.concept_dim).for_concepts(concept_ids),
+                                on_token=on_token)
     if photo_id is not None:
         library.db.write(store_answer, photo_id, question.strip(), result)
         library.db.notify("answers", photo_id)
@@ -272,30 +277,20 @@ def _detected(library: Library, image, path: str) -> set[int]:
     return {r["id"] for r in library.db.query("SELECT id, name FROM concepts") if r["name"] in names}
 
 
-# -- the VLM, loaded once per process -------------------------------------------------------------------------
-_backends: dict[tuple, object] = {}
-_backends_lock = threading.Lock()
-
-
+# -- the VLM, loaded once per process (shared_vlm) ------------------------------------------------------------
 def vlm_options(library: Library) -> dict:
-    """backend, model and device from the settings (the GUI's preferences; the CLI's --backend overrides)."""
+    """backend, model, device from the settings (the GUI's preferences; the CLI's --backend overrides), and the
+    library's models folder."""
     values = {}
     for row in library.db.query("SELECT key, value FROM settings WHERE key IN ('vlm_backend', 'vlm_model', 'device')"):
         values[row["key"]] = _json(row["value"], None)
     return {"backend": values.get("vlm_backend") or "smolvlm", "model": values.get("vlm_model") or None,
-            "device": values.get("device") or "auto"}
+            "device": values.get("device") or "auto", "models_dir": shared_vlm.models_dir_of(library.root)}
 
 
-def shared_backend(backend: str = "smolvlm", model: str | None = None, device: str = "auto"):
-    """The VLM for these options, loaded on first use; ModelUnavailable when its weights are not on disk."""
-    key = (backend, model, device)
-    with _backends_lock:
-        if key not in _backends:
-            from ..vlm.generate import load_backend
-
-            _backends.clear()  # one VLM in memory at a time: they are large
-            _backends[key] = load_backend(backend, model, device)
-        return _backends[key]
+def shared_backend(backend: str = "smolvlm", model: str | None = None, device: str = "auto", models_dir=None):
+    """The process's VLM for these options (shared with training); ModelUnavailable when it is not on disk."""
+    return shared_vlm.backend(backend, model, device, models_dir)
 
 
 def _json(text: str | None, default):
