@@ -240,12 +240,12 @@ BUFFALO_PATH = "/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip"
 
 
 def build_tiny_repos(root: Path) -> dict[str, dict[str, bytes]]:
-    """Tiny random checkpoints of the real classes, saved with save_pretrained, as hub repos (~2-5 MB each)."""
+    """Tiny random checkpoints of the real classes, saved with save_pretrained, as hub repos (2-5 MB each)."""
     from myvlm_desktop.vlm.testing import save_tiny_model
 
     repos = {}
     for repo_id, (backend, variant) in TINY_REPOS.items():
-        folder = save_tiny_model(backend, root / repo_id.replace("/", "--"), variant=variant, width=64)
+        folder = save_tiny_model(backend, root / repo_id.replace("/", "--"), variant=variant)
         repos[repo_id] = folder_files(folder)
     return repos
 
