@@ -53,8 +53,8 @@ def test_cli_download_shows_progress_and_the_model_is_then_found(hub, tmp_path):
     done = myvlm(hub.env, "--data-dir", str(data), "models", "download", SMOLVLM)
     assert done.returncode == 0, done.stderr
     size = sum(len(b) for n, b in hub.state.repos[SMOLVLM].files.items())
-    last = done.stderr.strip().splitlines()[-1]  # the byte progress: "674.3 KB / 674.3 KB"
-    assert last == f"{size / 1000:.1f} KB / {size / 1000:.1f} KB", done.stderr
+    last = done.stderr.strip().splitlines()[-1]  # the byte progress, ending at "2.1 MB / 2.1 MB"
+    assert last == f"{size / 1e6:.1f} MB / {size / 1e6:.1f} MB", done.stderr
     path = Path(done.stdout.strip().split(": ", 1)[1])
     assert (path / WEIGHTS).is_file() and "snapshots" in path.parts
     listed = myvlm(hub.env, "--data-dir", str(data), "models", "list", "--json")
