@@ -203,7 +203,7 @@ class ConceptPage(QWidget):
         self.eta.setText("waiting for the model…")
 
     def _start_training(self, concept_id: int, force: bool) -> None:
-        params = {"concept": concept_id, **({"force": True} if force else {})}
+        params = {"concept": concept_id, "heads_first": True, **({"force": True} if force else {})}
         self._show_training(JobView(0, "train", "queued", 0, 0, "waiting for its turn", 0.0, None, None))
         run_task(self.session.submit, "train", params, owner=self,  # recording the job is a database write
                  on_done=lambda job: self._submitted(job, concept_id))
@@ -221,6 +221,11 @@ class ConceptPage(QWidget):
                 job.cancel()
 
     def _job_updated(self, view: JobView) -> None:
+        if view.kind == "detect" and self.concept is not None:  # heads follow the user's naming
+            if view.state in ("queued", "running"):
+                self.head.setText("<b>Recognition head:</b> retraining with your changes…")
+            elif view.state == "done":
+                self.refresh()
         concept_id = self.train_jobs.get(view.id)
         if concept_id is None or view.id in self.finished_jobs:
             return

@@ -102,10 +102,21 @@ def train_job(library: Library, loaded=None):
     """The job function for the queue; `loaded` is an already loaded backend to use (the CLI loads it first)."""
 
     def run(control, concept, backend: str | None = None, model: str | None = None, device: str | None = None,
-            steps: int = 100, force: bool = False, noun: str | None = None, photos: int = TRAINING_PHOTOS) -> dict:
+            steps: int = 100, force: bool = False, noun: str | None = None, photos: int = TRAINING_PHOTOS,
+            heads_first: bool = False) -> dict:
+        if heads_first:  # the window's Train: a stale head is retrained (and its photos found) first
+            refresh_head(library, control, concept)
         return train_concept(library, control, concept, backend, model, device, steps, force, noun, photos, loaded)
 
     return run
+
+
+def refresh_head(library: Library, control, concept) -> None:
+    """Retrain the concept's head when it is stale and mark its photos, so training sees the user's latest picks."""
+    from .detect import detect_library
+
+    control.progress(0, 1, "updating the recognition head")
+    detect_library(library, [find_concept(library, concept)["id"]])
 
 
 def train_concept(library: Library, control, concept, backend: str | None = None, model: str | None = None,
