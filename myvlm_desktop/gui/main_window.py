@@ -434,6 +434,10 @@ class MainWindow(QMainWindow):
             self._mark_dirty("people")
             if view.state == "failed":
                 self.flash(f"{view.kind} failed: {view.error or view.message}")
+            if view.kind == "process" and view.state == "done":  # captions skipped: offer the model
+                from .model_dialog import after_process
+
+                after_process(self, self.session, view.id)
 
     def _mark_dirty(self, what: str) -> None:
         self._dirty.add(what)

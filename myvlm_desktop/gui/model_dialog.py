@@ -235,3 +235,15 @@ def require_vlm(parent, session, purpose: str, then: Callable[[], None],
 
     run_task(vlm_weights, vlm_options(session.settings), models_dir, owner=parent, on_done=lambda _: then(),
              on_error=missing)
+
+
+def after_process(window, session, job_id: int) -> None:
+    """The caption stage skipped for want of the VLM: offer it once per window; captions run once it is in."""
+    job = session.jobs.jobs.get(job_id)
+    results = (job.status.result if job is not None else None) or []
+    skipped = next((r.get("skipped") for r in results if isinstance(r, dict) and r.get("stage") == "caption"), None)
+    if not skipped or getattr(window, "_offered_caption_model", False):
+        return
+    window._offered_caption_model = True  # "Not now" is not asked again at every Process
+    require_vlm(window, session, "Captions for every photo that name your people and pets.",
+                lambda: run_task(session.submit, "caption", {}, owner=window))

@@ -95,3 +95,17 @@ def test_missing_model_then_download_then_training_then_the_caption_in_the_viewe
     window.open_photo(photos[0])
     qtbot.waitUntil(lambda: window.viewer.caption.text() != "", timeout=30000)
     assert caption()[:20] in window.viewer.caption.text() or window.viewer.caption.text()[:20] in caption()
+
+
+def test_process_without_a_vlm_offers_it_once_instead_of_a_log_line(window, session, qtbot, tmp_path):
+    window.add_folders([str(make_photos(tmp_path / "photos", 2, size=(64, 64)))])
+    qtbot.waitUntil(lambda: window.findChild(MissingModelDialog) is not None, timeout=60000)
+    dialog = window.findChild(MissingModelDialog)
+    assert "Captions for every photo" in " ".join(label.text() for label in dialog.findChildren(type(dialog.message)))
+    qtbot.mouseClick(dialog.later_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.findChild(MissingModelDialog) is None)
+    wait_jobs(qtbot, session)
+    window.process_all()
+    qtbot.wait(200)
+    wait_jobs(qtbot, session)
+    assert window.findChild(MissingModelDialog) is None  # Not now is not asked again
