@@ -99,10 +99,11 @@ def test_a_cancelled_download_keeps_finished_files_for_the_next_try(hub):
     before = {n: hub.state.sent(n) for n in files}
     download.from_hub(model)
     again = {n: hub.state.sent(n) - before[n] for n in files}
-    refetched = sum(min(again[n], before[n]) for n in files)
     assert lookup.locate(model) is not None
-    record("cancel_resume", {"bytes_total": sum(map(len, files.values())), "sent_before_cancel": sum(before.values()),
-                             "sent_after": sum(again.values()), "refetched": refetched})
+    # huggingface_hub 2.x keeps the files that finished; a file cut by the cancel starts again from its beginning
+    record("cancel_resume", {"bytes_total": sum(map(len, files.values())),
+                             "served_in_cancelled_try": sum(before.values()),
+                             "fetched_on_resume": sum(again.values())})
 
 
 def test_a_corrupted_or_truncated_file_is_detected_and_fetched_again(hub):
