@@ -45,6 +45,8 @@ LABELS = {
     "embedder": {"sscd": "SSCD (offline)", "clip": "OpenCLIP (best; downloads once)"},
     "vlm_backend": {"smolvlm": "SmolVLM (laptops, CPU)", "blip2": "BLIP-2", "llava": "LLaVA"},
     "device": {"auto": "Automatic", "cuda": "NVIDIA GPU (CUDA)", "mps": "Apple GPU (MPS)", "cpu": "CPU"},
+    "caption_detail": {"auto": "By device (detailed on a GPU)", "fast": "Fast (one view of the photo)",
+                       "detailed": "Detailed (the photo in tiles; slow on a CPU)"},
 }
 
 
@@ -165,7 +167,8 @@ class SettingsDialog(QDialog):
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
         for key, label in (("face_engine", "Face engine"), ("embedder", "Image embedder"),
-                           ("vlm_backend", "Vision-language model"), ("device", "Device")):
+                           ("vlm_backend", "Vision-language model"), ("device", "Device"),
+                           ("caption_detail", "Caption detail")):
             combo = QComboBox()
             for value in CHOICES[key]:
                 combo.addItem(LABELS[key][value], value)

@@ -282,15 +282,18 @@ def vlm_options(library: Library) -> dict:
     """backend, model, device from the settings (the GUI's preferences; the CLI's --backend overrides), and the
     library's models folder."""
     values = {}
-    for row in library.db.query("SELECT key, value FROM settings WHERE key IN ('vlm_backend', 'vlm_model', 'device')"):
+    for row in library.db.query("SELECT key, value FROM settings WHERE key IN ('vlm_backend', 'vlm_model', 'device', "
+                                "'caption_detail')"):
         values[row["key"]] = _json(row["value"], None)
     return {"backend": values.get("vlm_backend") or "smolvlm", "model": values.get("vlm_model") or None,
-            "device": values.get("device") or "auto", "models_dir": shared_vlm.models_dir_of(library.root)}
+            "device": values.get("device") or "auto", "models_dir": shared_vlm.models_dir_of(library.root),
+            "detail": values.get("caption_detail") or "auto"}
 
 
-def shared_backend(backend: str = "smolvlm", model: str | None = None, device: str = "auto", models_dir=None):
+def shared_backend(backend: str = "smolvlm", model: str | None = None, device: str = "auto", models_dir=None,
+                   detail: str | None = None):
     """The process's VLM for these options (shared with training); ModelUnavailable when it is not on disk."""
-    return shared_vlm.backend(backend, model, device, models_dir)
+    return shared_vlm.backend(backend, model, device, models_dir, detail)
 
 
 def _json(text: str | None, default):

@@ -25,8 +25,11 @@ def models_dir_of(root) -> Path:
     return config.models_dir(Path(root))
 
 
-def backend(name: str = "smolvlm", model: str | None = None, device: str = "auto", models_dir=None):
-    """The VLM for these options, loaded once; ModelUnavailable when its weights are not on disk."""
+def backend(name: str = "smolvlm", model: str | None = None, device: str = "auto", models_dir=None,
+            detail: str | None = None):
+    """The VLM for these options, loaded once; ModelUnavailable when its weights are not on disk.
+
+    `detail` (the caption_detail setting: auto, fast, detailed) applies to captions and answers."""
     global loads
     from ..vlm.loader import DEFAULT_MODELS, pick_device
 
@@ -40,7 +43,17 @@ def backend(name: str = "smolvlm", model: str | None = None, device: str = "auto
                 _loaded.clear()  # one VLM in memory at a time: they are large
                 _loaded[key] = load_backend(name, model, device, models_dir=models_dir)
                 loads += 1
-        return _loaded[key]
+        loaded = _loaded[key]
+    if detail:
+        loaded.detail = caption_detail(detail, loaded.device)
+    return loaded
+
+
+def caption_detail(setting: str, device) -> str:
+    """'auto' is detailed on a GPU (tiles cost seconds there) and fast on a CPU (they cost a minute a photo)."""
+    if setting in ("fast", "detailed"):
+        return setting
+    return "detailed" if getattr(device, "type", str(device)) == "cuda" else "fast"
 
 
 def adopt(loaded, models_dir=None) -> None:

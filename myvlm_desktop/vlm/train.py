@@ -56,6 +56,7 @@ class TrainSettings:
     questions: int = 10  # VQA targets per photo, for backends that train VQA
     cached: bool = True  # reuse the bank; False re-encodes a fresh augmented view at every step
     regularise: bool = True
+    checkpointing: str = "auto"  # activation checkpointing: "auto" (LLaVA on a GPU), "on" or "off"
 
 
 @dataclass
@@ -188,8 +189,8 @@ class ConceptTrainer:
 
         `lane()` is held for each step, so a model shared with captions and questions serves them between steps."""
         s = self.settings
-        with self.backend.recording_attentions():  # eager attention: the maps, and on CPU a faster backward
-            while self.step < s.steps:
+        with self.backend.recording_attentions(), self.backend.checkpointing(self.uses_checkpointing):
+            while self.step < s.steps:  # eager attention: the maps, and on CPU a faster backward
                 with lane():
                     loss = self.train_step()
                 if on_step:
@@ -197,6 +198,14 @@ class ConceptTrainer:
                 if on_checkpoint and self.step % s.checkpoint_every == 0 and self.step < s.steps:
                     on_checkpoint(self)
         return self.vector.detach().clone()
+
+    @property
+    def uses_checkpointing(self) -> bool:
+        """LLaVA-7B at batch 4 keeps ~49 GB for the backward pass; checkpointed, a 24 GB GPU trains it."""
+        choice = self.settings.checkpointing
+        if choice in ("on", "off"):
+            return choice == "on"
+        return self.backend.name == "llava" and self.backend.device.type == "cuda"
 
     def train_step(self) -> float:
         picks = self._pick(self.step)

@@ -134,3 +134,51 @@ def test_an_old_blip2_snapshot_without_image_token_index_asks_for_a_new_download
     (old / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelUnavailable, match="image_token_index.*Download the model again"):
         load_backend("blip2", str(old), device="cpu", dtype=torch.float32)
+
+
+# -- SmolVLM caption detail -------------------------------------------------------------------------------------
+def test_detailed_captions_read_the_photo_in_tiles_as_the_model_card_does(tiny_folder, tmp_path):
+    from myvlm_desktop.pipeline.shared_vlm import caption_detail
+    from myvlm_desktop.vlm.concept import ConceptVector
+
+    folder = shutil.copytree(tiny_folder("smolvlm"), tmp_path / "smolvlm")
+    config = json.loads((folder / "processor_config.json").read_text())
+    config["image_processor"]["size"] = {"longest_edge": 128}  # as the real 2048 over 512 px tiles: 4 x 4
+    (folder / "processor_config.json").write_text(json.dumps(config))
+    backend = load_backend("smolvlm", str(folder), device="cpu", dtype=torch.float32)
+    image = photo("astronaut")
+    assert backend.detail == "fast"
+    fast = backend.image_tokens(image)
+    backend.detail = "detailed"
+    detailed = backend.image_tokens(image)
+    assert fast == 4 and detailed == 17 * fast  # 16 tiles and the whole photo
+    concept = ConceptVector("Alice", "<Alice>", "person", torch.randn(backend.concept_dim), "smolvlm")
+    result = backend.caption(image, [concept], max_new_tokens=3)
+    assert result.concepts == ["Alice"] and isinstance(result.text, str)
+    assert caption_detail("auto", torch.device("cpu")) == "fast"
+    assert caption_detail("auto", torch.device("cuda")) == "detailed"
+    assert caption_detail("fast", torch.device("cuda")) == "fast"
+
+
+# -- LLaVA memory: activation checkpointing ------------------------------------------------------------------
+def test_checkpointed_training_steps_equal_plain_ones(tiny_backend, concept_photos):
+    from myvlm_desktop.vlm.train import ConceptTrainer, Sample, TrainSettings
+
+    backend = tiny_backend("llava")
+    photos, _ = concept_photos
+    samples = [Sample(p, backend.caption_prompt(["<sks>"]), "<sks> on a beach") for p in range(len(photos))]
+    vectors = []
+    for choice in ("off", "on"):
+        trainer = ConceptTrainer(backend, photos, samples, TrainSettings(steps=3, views=1, checkpointing=choice))
+        assert trainer.uses_checkpointing is (choice == "on")
+        seen: list[bool] = []
+
+        def note(step, loss, seen=seen):
+            seen.append(backend.language_model().is_activation_checkpointing)
+
+        vectors.append(trainer.run(on_step=note))
+        assert seen == [choice == "on"] * 3
+    assert torch.allclose(vectors[0], vectors[1], atol=1e-5)
+    assert not backend.language_model().training  # back to inference afterwards
+    auto = ConceptTrainer(backend, photos, samples, TrainSettings(steps=1, views=1))
+    assert auto.uses_checkpointing is False  # auto: only LLaVA on a GPU
