@@ -131,6 +131,10 @@ class FirstRunDialog(QDialog):
         layout.addWidget(heading("Data folder", "sectionTitle"))
         layout.addWidget(muted("The library database, thumbnails and trained concepts live here."))
         layout.addLayout(data_row)
+        from .model_dialog import ModelsStep
+
+        self.models_step = ModelsStep()
+        layout.addWidget(self.models_step)
         layout.addSpacing(8)
         layout.addWidget(self.buttons)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QFileDialog,
     QHBoxLayout,
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QVBoxLayout,
+    QWidget,
 )
 
 from ..models import install, registry
@@ -247,3 +249,49 @@ def after_process(window, session, job_id: int) -> None:
     window._offered_caption_model = True  # "Not now" is not asked again at every Process
     require_vlm(window, session, "Captions for every photo that name your people and pets.",
                 lambda: run_task(session.submit, "caption", {}, owner=window))
+
+
+# -- the first run's optional "Models" step -----------------------------------------------------------------------
+class ModelsStep(QWidget):
+    """The models recommended for this computer, with sizes and licences; all optional (untick to skip)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("modelsStep")
+        self.boxes: dict[str, QCheckBox] = {}
+        self.note = muted("Checking this computer…")
+        self.note.setWordWrap(True)
+        self.list = QVBoxLayout()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(heading("Models (optional)", "sectionTitle"))
+        layout.addWidget(self.note)
+        layout.addLayout(self.list)
+        run_task(install.cuda_memory, owner=self, on_done=self.show_for, on_error=lambda _e: self.show_for(None))
+
+    def show_for(self, cuda_memory: int | None) -> None:
+        where = (f"an NVIDIA GPU with {size_text(cuda_memory)}" if cuda_memory else "no NVIDIA GPU (the CPU runs "
+                 "the models)")
+        self.note.setText(f"This computer has {where}. These models suit it; they download in the background "
+                          f"after you start, or later when a feature first needs one.")
+        for name in install.recommended(cuda_memory):
+            model = registry.spec(name)
+            box = QCheckBox(f"{model.description} — {size_text(model.size_bytes)}, {model.licence}")
+            box.setChecked(True)
+            self.boxes[name] = box
+            self.list.addWidget(box)
+
+    def chosen(self) -> list[str]:
+        return [name for name, box in self.boxes.items() if box.isChecked()]
+
+
+def download_in_turn(window, names: list[str], models_dir: Path) -> None:
+    """The first run's chosen models, one dialog (downloading, with progress and cancel) after the other."""
+    if not names:
+        return
+    model = registry.spec(names[0])
+    dialog = MissingModelDialog(model, "Chosen at the first start.", models_dir, window)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.finished.connect(lambda _result: download_in_turn(window, names[1:], models_dir))
+    dialog.open()
+    dialog.download()

@@ -109,3 +109,33 @@ def test_process_without_a_vlm_offers_it_once_instead_of_a_log_line(window, sess
     qtbot.wait(200)
     wait_jobs(qtbot, session)
     assert window.findChild(MissingModelDialog) is None  # Not now is not asked again
+
+
+def test_the_first_run_recommends_models_for_this_computer_and_they_are_optional(app, qtbot, tmp_path):
+    from myvlm_desktop.gui.dialogs import FirstRunDialog
+
+    dialog = FirstRunDialog(str(tmp_path / "data"))
+    qtbot.addWidget(dialog)
+    step = dialog.models_step
+    qtbot.waitUntil(lambda: bool(step.boxes), timeout=60000)
+    assert "no NVIDIA GPU" in step.note.text()  # this machine: CPU only
+    assert step.chosen() == [SMOLVLM]
+    box = step.boxes[SMOLVLM]
+    assert "513.0 MB" in box.text() and "Apache-2.0" in box.text()
+    box.setChecked(False)
+    assert step.chosen() == []
+
+
+def test_a_big_gpu_is_offered_blip2_and_llava(app, qtbot):
+    from myvlm_desktop.gui.model_dialog import ModelsStep
+
+    step = ModelsStep()
+    qtbot.addWidget(step)
+    qtbot.waitUntil(lambda: bool(step.boxes), timeout=60000)
+    for box in list(step.boxes.values()):
+        box.setParent(None)
+    step.boxes.clear()
+    step.show_for(24 * registry.GB)
+    assert set(step.chosen()) == {"HuggingFaceTB/SmolVLM-500M-Instruct", "Salesforce/blip2-flan-t5-xl",
+                                  "llava-hf/llava-1.5-7b-hf"}
+    assert "Llama 2 Community License" in step.boxes["llava-hf/llava-1.5-7b-hf"].text()
