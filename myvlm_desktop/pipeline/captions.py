@@ -27,6 +27,7 @@ from ..library.text import update_photo_text
 from ..models.errors import ModelUnavailable
 from . import shared_vlm
 from .jobs import JobControl
+from .settings import load_settings, vlm_options
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ def caption_job(library: Library) -> Callable:
     """
 
     def run(control: JobControl, concepts: list[int] | None = None, photo_ids: list[int] | None = None) -> dict:
-        backend = shared_backend(**vlm_options(library))
+        backend = shared_backend(**library_vlm_options(library))
         return caption_library(library, backend, control, concepts, photo_ids)
 
     return run
@@ -278,16 +279,9 @@ def _detected(library: Library, image, path: str) -> set[int]:
 
 
 # -- the VLM, loaded once per process (shared_vlm) ------------------------------------------------------------
-def vlm_options(library: Library) -> dict:
-    """backend, model, device from the settings (the GUI's preferences; the CLI's --backend overrides), and the
-    library's models folder."""
-    values = {}
-    for row in library.db.query("SELECT key, value FROM settings WHERE key IN ('vlm_backend', 'vlm_model', 'device', "
-                                "'caption_detail')"):
-        values[row["key"]] = _json(row["value"], None)
-    return {"backend": values.get("vlm_backend") or "smolvlm", "model": values.get("vlm_model") or None,
-            "device": values.get("device") or "auto", "models_dir": shared_vlm.models_dir_of(library.root),
-            "detail": values.get("caption_detail") or "auto"}
+def library_vlm_options(library: Library) -> dict:
+    """backend, model, device and caption detail from the settings, and the library's own models folder."""
+    return {**vlm_options(load_settings(library.db)), "models_dir": shared_vlm.models_dir_of(library.root)}
 
 
 def shared_backend(backend: str = "smolvlm", model: str | None = None, device: str = "auto", models_dir=None,

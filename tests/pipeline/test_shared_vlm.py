@@ -50,10 +50,10 @@ def install(tiny, library: Library):
 
 def test_every_stage_looks_in_the_librarys_models_folder(library, tiny_smolvlm):
     with pytest.raises(ModelUnavailable, match=str(config.models_dir(library.root))):
-        captions.shared_backend(**captions.vlm_options(library))
+        captions.shared_backend(**captions.library_vlm_options(library))
     install(tiny_smolvlm, library)
-    assert captions.vlm_options(library)["models_dir"] == config.models_dir(library.root)
-    backend = captions.shared_backend(**captions.vlm_options(library))
+    assert captions.library_vlm_options(library)["models_dir"] == config.models_dir(library.root)
+    backend = captions.shared_backend(**captions.library_vlm_options(library))
     assert backend.name == "smolvlm" and backend.model_id == SMOLVLM
     other = Library(config.data_dir())  # the default data folder has no models: nothing found there
     try:
@@ -76,9 +76,9 @@ def test_training_captions_and_questions_share_one_model(eileen, tiny_smolvlm): 
     assert status.state == "done", status.error
     photo_id = library.db.scalar("SELECT id FROM photos ORDER BY id LIMIT 1")
     captions.answer_photo(library, photo_id, "What is <Eileen> doing?",
-                          captions.shared_backend(**captions.vlm_options(library)))
+                          captions.shared_backend(**captions.library_vlm_options(library)))
     assert shared_vlm.loads == 1
-    assert captions.shared_backend(**captions.vlm_options(library)) is trained
+    assert captions.shared_backend(**captions.library_vlm_options(library)) is trained
 
 
 def test_the_lane_lets_one_user_of_the_model_run_at_a_time():
