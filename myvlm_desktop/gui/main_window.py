@@ -431,6 +431,9 @@ class MainWindow(QMainWindow):
             if change.add_folders:
                 self._folders_added(change.add_folders)
             self.refresh_all()
+            from .model_dialog import after_settings
+
+            after_settings(self, self.session, change.settings)  # a chosen engine's model may need fetching
 
         run_task(apply, on_done=applied, on_error=lambda e: self.flash(f"Settings not saved: {e}"), owner=self)
 

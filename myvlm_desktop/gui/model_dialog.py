@@ -295,3 +295,24 @@ def download_in_turn(window, names: list[str], models_dir: Path) -> None:
     dialog.finished.connect(lambda _result: download_in_turn(window, names[1:], models_dir))
     dialog.open()
     dialog.download()
+
+
+ENGINE_MODELS = {("face_engine", "insightface"): ("insightface-buffalo_l", "Finds and recognises faces (InsightFace)."),
+                 ("embedder", "clip"): ("clip-vit-b-32", "Recognises pets and things in whole photos (OpenCLIP).")}
+
+
+def after_settings(window, session, changed: dict) -> None:
+    """A face engine or embedder just chosen whose model is not on disk: offer it; Process runs once it is in."""
+    from ..pipeline.shared_vlm import models_dir_of
+
+    models_dir = models_dir_of(session.library.root)
+    for (key, value), (name, purpose) in ENGINE_MODELS.items():
+        if changed.get(key) != value:
+            continue
+        if key == "embedder" and any(registry.is_available(m.name, models_dir) for m in registry.MODELS
+                                     if m.name.startswith("clip")):
+            continue
+        try:
+            registry.find_model(name, models_dir)
+        except ModelUnavailable as error:
+            offer_model(window, error, purpose, models_dir, window.process_all)

@@ -139,3 +139,16 @@ def test_a_big_gpu_is_offered_blip2_and_llava(app, qtbot):
     assert set(step.chosen()) == {"HuggingFaceTB/SmolVLM-500M-Instruct", "Salesforce/blip2-flan-t5-xl",
                                   "llava-hf/llava-1.5-7b-hf"}
     assert "Llama 2 Community License" in step.boxes["llava-hf/llava-1.5-7b-hf"].text()
+
+
+def test_choosing_insightface_without_its_model_offers_it(window, session, qtbot, tmp_path, monkeypatch):
+    from myvlm_desktop.gui.dialogs import SettingsChange
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.insightface here
+    monkeypatch.delenv("INSIGHTFACE_HOME", raising=False)
+    window.apply_settings(SettingsChange(settings={"face_engine": "insightface"}))
+    qtbot.waitUntil(lambda: window.findChild(MissingModelDialog) is not None, timeout=30000)
+    dialog = window.findChild(MissingModelDialog)
+    text = " ".join(label.text() for label in dialog.findChildren(type(dialog.message)))
+    assert "Finds and recognises faces" in text and "non-commercial" in text and "288.6 MB" in text
+    qtbot.mouseClick(dialog.later_button, Qt.MouseButton.LeftButton)
