@@ -204,21 +204,29 @@ def spec_for(error: ModelUnavailable) -> registry.ModelSpec | None:
     return model if model.source in ("huggingface", "url") else None
 
 
-def offer_model(parent, error: BaseException, purpose: str, models_dir: Path, then: Callable[[], None]) -> bool:
-    """Show the dialog for the model `error` names; `then()` once it is installed. False: nothing to offer."""
+def offer_model(parent, error: BaseException, purpose: str, models_dir: Path, then: Callable[[], None],
+                modal: bool = True) -> bool:
+    """Show the dialog for the model `error` names; `then()` once it is installed. False: nothing to offer.
+
+    `modal` False: for what the app noticed by itself (a skipped stage), a window beside the main one that
+    neither blocks it nor takes the keyboard."""
     model = spec_for(error) if isinstance(error, ModelUnavailable) else None
     if model is None:
         return False
     dialog = MissingModelDialog(model, purpose, models_dir, parent)
     dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     dialog.ready.connect(lambda _path: then())
-    dialog.open()
+    if modal:
+        dialog.open()
+    else:
+        dialog.setAttribute(Qt.WidgetAttribute.WA_ShowWithoutActivating)
+        dialog.show()
     return True
 
 
 def require_vlm(parent, session, purpose: str, then: Callable[[], None],
                 on_missing: Callable[[BaseException], None] | None = None,
-                on_offered: Callable[[], None] | None = None) -> None:
+                on_offered: Callable[[], None] | None = None, modal: bool = True) -> None:
     """Run `then()` when the configured VLM is on disk; else offer it, and run `then()` once it is installed.
 
     `on_missing(error)` is told when nothing can be offered (the caller shows the error where the user looks)."""
@@ -229,7 +237,7 @@ def require_vlm(parent, session, purpose: str, then: Callable[[], None],
     models_dir = models_dir_of(session.library.root)
 
     def missing(error: BaseException) -> None:
-        if offer_model(parent, error, purpose, models_dir, then):
+        if offer_model(parent, error, purpose, models_dir, then, modal):
             if on_offered is not None:
                 on_offered()
         elif on_missing is not None:
@@ -248,7 +256,7 @@ def after_process(window, session, job_id: int) -> None:
         return
     window._offered_caption_model = True  # "Not now" is not asked again at every Process
     require_vlm(window, session, "Captions for every photo that name your people and pets.",
-                lambda: run_task(session.submit, "caption", {}, owner=window))
+                lambda: run_task(session.submit, "caption", {}, owner=window), modal=False)
 
 
 # -- the first run's optional "Models" step -----------------------------------------------------------------------
