@@ -83,8 +83,11 @@ class MissingModelDialog(QDialog):
         self.setWindowTitle("A model is needed")
         self.setMinimumWidth(560)
         self.model, self.models_dir = model, Path(models_dir)
-        self.progress = _Progress(self)
+        # no parent: the download's thread may still report after the dialog is gone; the connection then
+        # ends with the dialog, and the next report stops the download
+        self.progress = _Progress()
         self.progress.progressed.connect(self._progressed)
+        self.finished.connect(self._closing)
         self.downloading = False
         facts = QLabel(
             f"<table cellspacing=4>"
@@ -141,6 +144,10 @@ class MissingModelDialog(QDialog):
     def cancel(self) -> None:
         self.progress.cancelled = True
         self.message.setText("Stopping…")
+
+    def _closing(self, _result: int) -> None:
+        if self.downloading:  # closed mid-download: stop it (the files fetched stay for the next time)
+            self.progress.cancelled = True
 
     def _progressed(self, done: float, total: float) -> None:
         if total:
