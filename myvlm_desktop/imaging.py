@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +113,9 @@ def open_image(path: str | bytes | os.PathLike, suffix: str | None = None) -> Im
     if reason:
         raise ImageError(reason)
     if suffix in RAW_SUFFIXES:
-        return open_raw(path)
+        img = open_raw(path)
+        img.format = suffix[1:].upper()  # the library lists the RAW's own format, not the preview's
+        return img
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -217,8 +220,10 @@ def open_raw(path) -> Image.Image:
         with rawpy.imread(path if isinstance(path, io.IOBase) else os.fsdecode(path)) as raw:
             preview = _raw_preview(raw)
             if raw_source(preview.size if preview is not None else None) == "preview":
-                return _oriented(preview, raw.sizes.flip)
-            return Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8))
+                img = _oriented(preview, raw.sizes.flip)
+            else:
+                img = Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8))
+        return _with_raw_exif(img, path)
     except ImageError:
         raise
     except FileNotFoundError:
@@ -227,6 +232,60 @@ def open_raw(path) -> Image.Image:
         raise ImageError(f"cannot decode camera RAW: {type(exc).__name__}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - LibRaw raises anything on hostile input
         raise ImageError(f"cannot decode camera RAW: {type(exc).__name__}: {exc}") from None
+
+
+_EXIV2_LOCK = threading.Lock()  # Exiv2 is not safe to call from two scan threads at once
+
+
+def _with_raw_exif(img: Image.Image, path) -> Image.Image:
+    """Date, camera and GPS for the library: the preview's EXIF, else the RAW's own (read by Exiv2).
+    The orientation is dropped: it has been applied already."""
+    exif = img.getexif()
+    if not (exif.get(ExifTags.Base.Make) or exif.get(ExifTags.Base.DateTime)):
+        exif = _raw_exif(path)
+    exif.pop(ExifTags.Base.Orientation, None)
+    img.info["exif"] = exif.tobytes()
+    img._exif = None  # Pillow caches getexif(): read it again from info
+    return img
+
+
+def _raw_exif(path) -> Image.Exif:
+    exif = Image.Exif()
+    try:
+        import pyexiv2
+
+        if isinstance(path, io.IOBase):
+            path.seek(0)
+            data = path.read()
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        with _EXIV2_LOCK, pyexiv2.ImageData(data) as meta:
+            tags = meta.read_exif()
+    except Exception:  # noqa: BLE001 - metadata Exiv2 cannot read is simply no metadata
+        return exif
+    for key, tag in (("Exif.Image.Make", ExifTags.Base.Make), ("Exif.Image.Model", ExifTags.Base.Model),
+                     ("Exif.Image.DateTime", ExifTags.Base.DateTime)):
+        if tags.get(key):
+            exif[tag] = str(tags[key])
+    if tags.get("Exif.Photo.DateTimeOriginal"):
+        exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = str(tags["Exif.Photo.DateTimeOriginal"])
+    gps = {}
+    for key, tag in (("GPSLatitude", ExifTags.GPS.GPSLatitude), ("GPSLongitude", ExifTags.GPS.GPSLongitude)):
+        try:
+            gps[tag] = tuple(_ratio(v) for v in str(tags[f"Exif.GPSInfo.{key}"]).split())
+            gps[tag - 1] = str(tags[f"Exif.GPSInfo.{key}Ref"])  # each Ref tag comes just before its value
+        except (KeyError, ValueError, ZeroDivisionError):
+            gps = {}
+            break
+    if gps:
+        exif.get_ifd(ExifTags.IFD.GPSInfo).update(gps)
+    return exif
+
+
+def _ratio(text: str) -> float:
+    top, _, bottom = text.partition("/")
+    return float(top) / float(bottom or 1)
 
 
 def _raw_preview(raw) -> Image.Image | None:

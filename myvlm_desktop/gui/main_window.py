@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..library.ranking import keep_index
 from ..library.search import QueryError, concept_names, search
 from . import theme
 from .chat import ChatPanel
@@ -359,6 +360,7 @@ class MainWindow(QMainWindow):
             self.search_error.hide()
             self.show_page("library")
             return
+        keep_index(self.session.db)  # searching as one types: rank from arrays once the index is built
         run_task(search, self.session.db, query, limit=SEARCH_LIMIT, owner=self,
                  on_done=lambda hits, q=query: self._searched(q, hits), on_error=lambda e, q=query: self._search_failed(q, e))
 

@@ -63,7 +63,7 @@ class Pack:
 # -- export ----------------------------------------------------------------------------------------------
 def export_concept(library, concept_ref: str, target: str | os.PathLike) -> dict:
     """Write the concept's pack to `target` (atomically); returns the manifest and the size."""
-    concept = _find(library, concept_ref)
+    concept = _find(library, concept_ref, by_id=True)
     if concept is None:
         raise PackError(f"no concept {concept_ref!r}")
     folder = config.concepts_dir(library.root) / str(concept["id"])
@@ -388,9 +388,10 @@ def _used(library, sql: str) -> set[str]:
     return {r[0] for r in library.db.query(sql)}
 
 
-def _find(library, ref: str):
+def _find(library, ref: str, by_id: bool = False):
+    """The concept named `ref` up to case and Unicode form (or, with `by_id`, whose id it is)."""
     key = name_key(str(ref).strip().strip("<>@"))
     for row in library.db.query("SELECT * FROM concepts ORDER BY id"):
-        if name_key(row["name"]) == key or str(row["id"]) == str(ref):
+        if name_key(row["name"]) == key or (by_id and str(row["id"]) == str(ref).strip()):
             return row
     return None

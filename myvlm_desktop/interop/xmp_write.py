@@ -5,9 +5,11 @@ module does not touch (other namespaces, ratings, other apps' regions, EXIF) sta
 MWG regions (Type Face or Pet, Name, centre-based normalised Area, AppliedToDimensions), person keywords
 in digiKam:TagsList (People/…), lr:hierarchicalSubject (People|…) and dc:subject, and the caption in
 dc:description where that is empty or holds a caption this app wrote. An existing region that names the
-same face (IoU above 0.5, or the same name) is replaced; the others are kept. Keywords are added, never
-removed. Every write goes to a temporary file renamed over the target; a write into a photo is kept only
-when the photo decodes to exactly the same pixels as before.
+same face (IoU above 0.5, or the same name) is replaced; the others are kept. Keywords are added; one is
+removed only when this app added it and the name no longer holds (a rename, "not Alice"): the keywords
+it added are listed in `myvlm:Keywords`, and a region it wrote before is rewritten or dropped, never kept
+as another app's (`myvlm:Regions`). Every write goes to a temporary file renamed over the target; a
+write into a photo is kept only when the photo decodes to exactly the same pixels as before.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from .xmp import same_name
 EMPTY_PACKET = ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
                 '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about=""/>'
                 '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>')
+OWN_NS = ("http://ns.myvlm.app/1.0/", "myvlm")
+OWN = "Xmp.myvlm.Keywords"  # the keywords this app added, so a renamed or removed name can be taken back
+OWN_REGIONS = "Xmp.myvlm.Regions"  # the names of the regions this app wrote: rewritten, never kept as others'
 REGIONS = "Xmp.mwg-rs.Regions"
 LIST = f"{REGIONS}/mwg-rs:RegionList"
 _LOCK = threading.Lock()  # Exiv2's XMP toolkit is not safe to use from two threads at once
@@ -101,10 +106,12 @@ def _edit(path: Path, tags: Tags) -> None:
 
     with _LOCK:
         pyexiv2.set_log_level(4)  # Exiv2's warnings would go to stderr; failures still raise
+        pyexiv2.registerNs(*OWN_NS)
         try:
             with pyexiv2.Image(str(path)) as img:
                 current = img.read_xmp()
                 _write_regions(img, current, tags)
+                _write_array(img, current, OWN_REGIONS, sorted({name for name, _, _ in tags.regions}))
                 for key, values in _keywords(current, tags).items():
                     _write_array(img, current, key, values)
                 caption = _caption(current, tags)
@@ -115,7 +122,9 @@ def _edit(path: Path, tags: Tags) -> None:
 
 
 def _write_regions(img, current: dict, tags: Tags) -> None:
-    kept = [r for r in _existing_regions(current) if not _replaced(r, tags)]
+    ours_before = set(_array(current, OWN_REGIONS))
+    kept = [r for r in _existing_regions(current)
+            if not _replaced(r, tags) and r.get("/mwg-rs:Name", "") not in ours_before]
     if not tags.regions and not kept and not any(k.startswith(REGIONS) for k in current):
         return
     img.modify_xmp({k: None for k in sorted(current, key=len, reverse=True) if k.startswith(REGIONS)})
@@ -175,27 +184,45 @@ def _replaced(region: dict, tags: Tags) -> bool:
     return False
 
 
-def _keywords(current: dict, tags: Tags) -> dict[str, list[str]]:
-    def merged(key: str, ours: list[str]) -> list[str]:
-        existing = current.get(key, [])
-        existing = [existing] if isinstance(existing, str) else list(existing)
-        return existing + [v for v in ours if not any(same_name(v, e) for e in existing)]
+def _array(current: dict, key: str) -> list[str]:
+    """An XMP array's items, whether Exiv2 gives them as a list or as `key[n]` entries."""
+    value = current.get(key)
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    if isinstance(value, str) and not value.startswith("type="):
+        return [value]
+    items = sorted(((int(k[len(key) + 1:-1]), v) for k, v in current.items()
+                    if k.startswith(f"{key}[") and k.endswith("]") and k[len(key) + 1:-1].isdigit()))
+    return [str(v) for _, v in items]
 
+
+def _keywords(current: dict, tags: Tags) -> dict[str, list[str]]:
+    """Each keyword array merged: ours added, ours from an earlier write that no longer hold taken back."""
     people, pets = tags.people, tags.pets
-    return {
-        "Xmp.digiKam.TagsList": merged("Xmp.digiKam.TagsList", [f"People/{n}" for n in people]
-                                       + [f"Pets/{n}" for n in pets]),
-        "Xmp.lr.hierarchicalSubject": merged("Xmp.lr.hierarchicalSubject", [f"People|{n}" for n in people]
-                                             + [f"Pets|{n}" for n in pets]),
-        "Xmp.dc.subject": merged("Xmp.dc.subject", people + pets),
-    }
+    ours = {"Xmp.digiKam.TagsList": [f"People/{n}" for n in people] + [f"Pets/{n}" for n in pets],
+            "Xmp.lr.hierarchicalSubject": [f"People|{n}" for n in people] + [f"Pets|{n}" for n in pets],
+            "Xmp.dc.subject": people + pets}
+    before = set(_array(current, OWN))
+    wanted = {v for values in ours.values() for v in values}
+    stale = before - wanted
+    added = set(before & wanted)
+    out = {}
+    for key, mine in ours.items():
+        existing = [v for v in _array(current, key) if v not in stale]
+        new = [v for v in mine if not any(same_name(v, e) for e in existing)]
+        added.update(new)
+        out[key] = existing + new
+    out[OWN] = sorted(added)
+    return out
 
 
 def _write_array(img, current: dict, key: str, values: list[str]) -> None:
     """An unordered array (rdf:Bag), one item per call: Exiv2 keeps only the first of a batch."""
-    if not values or values == current.get(key):
+    if values == _array(current, key):
         return
     img.modify_xmp({k: None for k in current if k == key or k.startswith(f"{key}[")})
+    if not values:
+        return
     img.modify_xmp({key: 'type="Bag"'})
     for n, value in enumerate(values, start=1):
         img.modify_xmp({f"{key}[{n}]": value})

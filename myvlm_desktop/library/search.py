@@ -12,11 +12,15 @@ A malformed query raises QueryError with a message for the user, never anything 
 from __future__ import annotations
 
 import calendar
+import json
 import re
 import sqlite3
 from dataclasses import dataclass
 
+import numpy as np
+
 from .db import Database
+from .ranking import RankingIndex, current_index
 
 
 class QueryError(ValueError):
@@ -288,6 +292,27 @@ def search(db: Database, query: str, limit: int = 500, offset: int = 0, order: s
         raise QueryError(f"unknown order '{order}': use auto, date or relevance")
     tree = parse(query)
     concepts = _resolve_concepts(db, _concept_names(tree))
+    conn = db.read()
+    own = not conn.in_transaction
+    try:
+        if own:
+            conn.execute("BEGIN")  # one snapshot: the index's stamp is checked against the rows read
+        try:
+            held = current_index(db, conn) if limit > 0 and offset >= 0 else None
+            if held is None:
+                rows = _sql_search(conn, tree, concepts, order, limit, offset)
+            else:
+                rows = _ranked(conn, *held, tree, concepts, order, limit + offset)[offset:offset + limit]
+        finally:
+            if own:
+                conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:  # FTS5 rejects some inputs the tokenizer let through
+        raise QueryError(f"cannot search for that: {exc}") from None
+    return [{"photo_id": r[0], "path": r[1], "score": round(float(r[2]), 4)} for r in rows]
+
+
+def _sql_search(conn: sqlite3.Connection, tree, concepts: dict[str, int], order: str, limit: int,
+                offset: int) -> list:
     params: list = []
     where = _compile(tree, params, concepts)
     terms = " OR ".join(_positive_text(tree))
@@ -302,8 +327,120 @@ def search(db: Database, query: str, limit: int = 500, offset: int = 0, order: s
         # (a rare word) is one pass over the index, where sorting every match of a broad word is not.
         sql = (f"SELECT p.id, p.path, 0.0 FROM photos p INDEXED BY photos_status_date WHERE p.status = 'ok' "
                f"AND {where} ORDER BY p.date DESC, p.id DESC LIMIT ? OFFSET ?")
-    try:
-        rows = db.read().execute(sql, [*params, limit, offset]).fetchall()
-    except sqlite3.OperationalError as exc:  # FTS5 rejects some inputs the tokenizer let through
-        raise QueryError(f"cannot search for that: {exc}") from None
-    return [{"photo_id": r[0], "path": r[1], "score": round(float(r[2]), 4)} for r in rows]
+    return conn.execute(sql, [*params, limit, offset]).fetchall()
+
+
+# -- with a ranking index -------------------------------------------------------------------------------
+# The whole query is evaluated on arrays: text from the index, and concepts and the photos' status and dates
+# read from SQL once per database change (per reading connection). Only the page's paths are read per query.
+
+
+@dataclass
+class _Photos:
+    ids: np.ndarray       # sorted
+    position: np.ndarray  # by id: the index into these arrays, -1 for no photo
+    dated: np.ndarray
+    ok: np.ndarray
+    rank: np.ndarray      # position in SQL's date, id order (no date first)
+    by_date: np.ndarray   # every date in that order ("" for none)
+
+
+def _photos(conn: sqlite3.Connection) -> _Photos:
+    rows = conn.execute("SELECT id, coalesce(date, ''), date IS NOT NULL, status = 'ok' FROM photos "
+                        "ORDER BY date, id").fetchall()
+    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    order = np.argsort(ids)
+    position = np.full(int(ids.max()) + 1 if len(ids) else 0, -1, np.int64)
+    position[ids[order]] = np.arange(len(ids))
+    return _Photos(ids[order], position, np.fromiter((r[2] for r in rows), bool, len(rows))[order],
+                   np.fromiter((r[3] for r in rows), bool, len(rows))[order], order,
+                   np.asarray([r[1] for r in rows], dtype=str))
+
+
+def _ranked(conn: sqlite3.Connection, index: RankingIndex, cache: dict, tree, concepts: dict[str, int], order: str,
+            need: int) -> list:
+    if "photos" not in cache:
+        cache["photos"] = _photos(conn)
+    photos: _Photos = cache["photos"]
+    texts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for node in _leaves(tree):
+        if isinstance(node, Text) and node.fts not in texts:
+            texts[node.fts] = _on_photos(photos, *_text_rows(conn, index, node.fts))
+        elif isinstance(node, Concept):
+            concept_id = concepts[node.name.casefold()]
+            if concept_id not in cache:  # precomputed per concept, until the database changes
+                cache[concept_id] = _on_photos(photos, _concept_rows(conn, concept_id))[0]
+    sets = {node: (texts[node.fts][0] if isinstance(node, Text) else cache[concepts[node.name.casefold()]])
+            for node in _leaves(tree) if isinstance(node, (Text, Concept))}
+    found = np.flatnonzero((_truth(tree, sets, photos) == 1.0) & photos.ok)
+    scores = np.zeros(len(photos.ids))
+    terms = _positive_text(tree)
+    if order != "date":
+        for fts in terms:  # summed phrase by phrase, as bm25 does
+            at, share = texts[fts]
+            scores[at] = scores[at] + share
+    if need < len(found):  # only what can reach the page is sorted (ties at the edge all go in)
+        key = scores[found] if order != "date" and terms else photos.rank[found].astype(float)
+        edge = np.partition(key, len(found) - need)[len(found) - need]
+        found = found[key >= edge]
+    # score DESC, date DESC (no date last), id DESC
+    best = found[np.lexsort((-photos.rank[found], -scores[found]))][:need]
+    paths = dict(conn.execute("SELECT id, path FROM photos WHERE id IN (SELECT value FROM json_each(?))",
+                              (json.dumps(photos.ids[best].tolist()),)).fetchall())
+    return [(int(photos.ids[i]), paths[int(photos.ids[i])], float(scores[i])) for i in best]
+
+
+def _on_photos(photos: _Photos, docs: np.ndarray, share: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rowids as positions in the photos arrays (text rows of no photo dropped), with their scores."""
+    at = photos.position[docs[docs < len(photos.position)]]
+    keep = at >= 0
+    if share is not None:
+        share = share[docs < len(photos.position)][keep]
+    return at[keep], (share if share is not None else np.zeros(0))
+
+
+def _leaves(node):
+    if isinstance(node, (And, Or)):
+        return [leaf for c in node.children for leaf in _leaves(c)]
+    if isinstance(node, Not):
+        return _leaves(node.child)
+    return [node]
+
+
+def _text_rows(conn: sqlite3.Connection, index: RankingIndex, fts: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows a term matches and its bm25 share in each: from the index for one plain token, else from FTS5."""
+    prefix = fts.endswith("*")
+    core = fts[1:-2] if prefix else fts[1:-1]
+    if core.isascii() and core.isalnum():
+        found = index.postings(core.lower(), prefix)
+        return found.docs, index.contribution(found)
+    rows = conn.execute("SELECT rowid, -bm25(photo_text) FROM photo_text WHERE photo_text MATCH ? ORDER BY rowid",
+                        (fts,)).fetchall()
+    return (np.asarray([r[0] for r in rows], np.int64), np.asarray([r[1] for r in rows], np.float64))
+
+
+CONCEPT_IDS_SQL = """SELECT photo_id FROM occurrences WHERE concept_id = ? AND present = 1
+    UNION SELECT f.photo_id FROM faces f JOIN clusters c ON c.id = f.cluster_id WHERE c.concept_id = ? AND f.hidden = 0
+    UNION SELECT cp.photo_id FROM cluster_photos cp JOIN clusters c ON c.id = cp.cluster_id WHERE c.concept_id = ?
+    EXCEPT SELECT photo_id FROM occurrences WHERE concept_id = ? AND source = 'user' AND present = 0"""
+
+
+def _concept_rows(conn: sqlite3.Connection, concept_id: int) -> np.ndarray:
+    rows = conn.execute(CONCEPT_IDS_SQL, [concept_id] * 4).fetchall()
+    return np.unique(np.fromiter((r[0] for r in rows), np.int64, len(rows)))
+
+
+def _truth(node, sets: dict, photos: _Photos) -> np.ndarray:
+    """SQL's three-valued logic over every photo (1 true, 0 false, 0.5 unknown: a date range and no date)."""
+    if isinstance(node, (Text, Concept)):
+        values = np.zeros(len(photos.ids))
+        values[sets[node]] = 1.0
+        return values
+    if isinstance(node, DateRange):
+        lo, hi = np.searchsorted(photos.by_date, [node.start, node.end])
+        inside = ((photos.rank >= lo) & (photos.rank < hi)).astype(float)
+        return np.where(photos.dated, inside, 0.5)
+    if isinstance(node, Not):
+        return 1.0 - _truth(node.child, sets, photos)
+    values = [_truth(c, sets, photos) for c in node.children]
+    return np.minimum.reduce(values) if isinstance(node, And) else np.maximum.reduce(values)

@@ -15,10 +15,12 @@ import logging
 import os
 import re
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import config
 from ..library.db import now
+from ..library.names import name_key
 from ..library.store import Library
 from ..models.errors import ModelUnavailable
 from ..vlm import phrase
@@ -87,8 +89,8 @@ def _find_concepts(conn: sqlite3.Connection, q: Question) -> str:
     rest = q.text
     for match in re.finditer(r"<([^<>]{1,60})>|@\"([^\"]{1,60})\"|@([\w'-]+)", q.text):
         said = next(g for g in match.groups() if g).strip()
-        row = next((r for r in rows if said.casefold() in (r["name"].casefold(), r["identifier"].casefold(),
-                                                           f"<{r['name']}>".casefold())), None)
+        key = name_key(said)
+        row = next((r for r in rows if key in (name_key(r["name"]), name_key(r["identifier"].strip("<>")))), None)
         _note(q, row, f"<{said}>")
         rest = rest.replace(match.group(), " ")
     for row in sorted(rows, key=lambda r: -len(r["name"])):
@@ -466,13 +468,20 @@ def shared_phraser(root) -> phrase.Phraser | None:
         return None
 
 
-def ask_library(library: Library, question: str, phraser=None, use_model: bool = True, store: bool = True) -> dict:
-    """{"answer", "facts", "phrased_by", "concepts"} for a question about the whole library."""
+def ask_library(library: Library, question: str, phraser=None, use_model: bool = True, store: bool = True,
+                on_token: Callable[[str], None] | None = None) -> dict:
+    """{"answer", "facts", "phrased_by", "concepts"} for a question about the whole library.
+
+    `on_token` gets the template answer from the SQL facts at once; the returned answer (phrased, once
+    SmolLM2 has written it and every figure checks out) replaces it.
+    """
     if not question or not question.strip():
         raise ValueError("ask a question, like: When did I last see <Rex>?")
     conn = library.db.read()
     q = parse_question(conn, question)
     facts = gather_facts(conn, q)
+    if on_token is not None:
+        on_token(compose(q.text, facts, None)[0])
     if use_model and phraser is None and worth_phrasing(facts):
         phraser = shared_phraser(library.root)
     answer, by, problem = compose(q.text, facts, phraser if use_model else None)

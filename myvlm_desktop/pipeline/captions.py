@@ -32,6 +32,7 @@ from .settings import load_settings, vlm_options
 log = logging.getLogger(__name__)
 
 MAX_SIDE = 1024  # every backend looks at 512 px or less: decoding more is wasted time
+BATCH = 4  # photos per generate call in the caption job (benchmarks/bench_caption.py measures 1, 4 and 8)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -141,26 +142,38 @@ def stale_photos(library: Library, backend, states: dict[int, ConceptState],
 
 # -- the caption job ------------------------------------------------------------------------------------------
 def caption_library(library: Library, backend, control: JobControl | None = None, concepts: list[int] | None = None,
-                    photo_ids: list[int] | None = None) -> dict:
-    """Caption every photo that needs it; {"captioned", "up_to_date", "errors"}. Cancel raises jobs.Cancelled."""
+                    photo_ids: list[int] | None = None, batch: int = BATCH) -> dict:
+    """Caption every photo that needs it; {"captioned", "up_to_date", "errors"}. Cancel raises jobs.Cancelled.
+
+    Photos go `batch` at a time through the VLM (the same greedy captions as one by one); each is still
+    stored in its own transaction, so a kill loses at most one batch of work.
+    """
+    from ..vlm.generate import caption_batch
+
     states = concept_states(library, backend.name)
     todo, considered = stale_photos(library, backend, states, concepts, photo_ids)
     vectors = _Vectors(states, backend.concept_dim)
     counts = {"captioned": 0, "up_to_date": considered - len(todo), "errors": 0}
-    for done, photo_id in enumerate(todo):
+    done = 0  # photos stored or given up on: what progress reports (and a cancel stops before the next)
+    for start in range(0, len(todo), max(1, batch)):
         if control is not None:
             control.progress(done, len(todo), f"captioning {done + 1} of {len(todo)}")
-        in_photo = photo_concepts_of(library, photo_id)
-        try:
-            image = _photo_image(library, photo_id)
-        except imaging.ImageError as exc:  # vanished or damaged since the scan: the next scan records it
-            log.info("photo %s not captioned: %s", photo_id, exc.reason)
-            counts["errors"] += 1
-            continue
-        with shared_vlm.lane():
-            result = backend.caption(image, vectors.for_concepts(in_photo))
-        library.db.write(store_caption, photo_id, result, concept_versions(in_photo, states))
-        counts["captioned"] += 1
+        ready = []  # (photo id, pixels, concept ids)
+        for photo_id in todo[start:start + max(1, batch)]:
+            try:
+                ready.append((photo_id, _photo_image(library, photo_id), photo_concepts_of(library, photo_id)))
+            except imaging.ImageError as exc:  # vanished or damaged since the scan: the next scan records it
+                log.info("photo %s not captioned: %s", photo_id, exc.reason)
+                counts["errors"] += 1
+                done += 1
+        with shared_vlm.lane():  # one batch at a time on the shared model
+            results = caption_batch(backend, [r[1] for r in ready], [vectors.for_concepts(r[2]) for r in ready])
+        for (photo_id, _, in_photo), result in zip(ready, results, strict=True):
+            if control is not None:
+                control.progress(done, len(todo), f"captioning {done + 1} of {len(todo)}")
+            library.db.write(store_caption, photo_id, result, concept_versions(in_photo, states))
+            counts["captioned"] += 1
+            done += 1
     if control is not None:
         control.progress(len(todo), len(todo), "captions up to date")
     if counts["captioned"]:

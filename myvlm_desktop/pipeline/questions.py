@@ -36,14 +36,13 @@ def ask_library(library: Library, question: str, on_token: Callable[[str], None]
                 use_model: bool = True) -> dict:
     """{"answer", "facts", "phrased_by", "concepts", "backend"} for a question about the whole library.
 
-    The answer is phrased in one piece, so `on_token` gets it whole.
+    `on_token` gets the template answer from the database's facts at once; the returned answer (phrased and
+    checked, or that template) replaces it.
     """
     check_question(question, "When did I last see <Rex>?")
     from .ask import ask_library as answer_library
 
-    result = answer_library(library, question, use_model=use_model)
-    if on_token is not None:
-        on_token(result["answer"])
+    result = answer_library(library, question, use_model=use_model, on_token=on_token)
     return {**result, "backend": result["phrased_by"]}
 
 

@@ -85,22 +85,38 @@ class Phraser:
         self.max_new_tokens, self.threads = max_new_tokens, threads
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self._lock = threading.Lock()  # one generation at a time: the model is shared between threads
+        self._prefix = None  # (token ids, key/value cache) of the instructions and worked examples
         self.model, self.tokenizer = _load(weights_file(), Path(cache_dir) if cache_dir else None)
 
     def phrase(self, question: str, facts: list[str]) -> str:
         import torch
 
-        messages = [{"role": "system", "content": SYSTEM}]
-        for q, f, answer in EXAMPLES:
-            messages += [{"role": "user", "content": _prompt(q, f)}, {"role": "assistant", "content": answer}]
-        messages.append({"role": "user", "content": _prompt(question, facts)})
-        inputs = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                    return_dict=True)
+        inputs = self.tokenizer.apply_chat_template(
+            [*_worked_examples(), {"role": "user", "content": _prompt(question, facts)}],
+            add_generation_prompt=True, return_tensors="pt", return_dict=True)
         with self._lock, torch.inference_mode(), _threads(self.threads):
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      pad_token_id=self.tokenizer.eos_token_id)
+                                      pad_token_id=self.tokenizer.eos_token_id, **self._cached_prefix(inputs))
         text = self.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
         return text.strip().split("\n")[0].strip()
+
+    def _cached_prefix(self, inputs) -> dict:
+        """The instructions and worked examples (most of every prompt) run through the model once; each
+        question continues from a copy of their key/value cache, so only its own tokens are read anew."""
+        import copy
+
+        from transformers import DynamicCache
+
+        if self._prefix is None:
+            ids = self.tokenizer.apply_chat_template(_worked_examples(), return_tensors="pt", return_dict=True)
+            cache = DynamicCache(config=self.model.config)
+            self.model(**ids, past_key_values=cache, use_cache=True)
+            self._prefix = (ids["input_ids"], cache)
+        prefix_ids, cache = self._prefix
+        n = prefix_ids.shape[1]
+        if inputs["input_ids"].shape[1] <= n or not bool((inputs["input_ids"][:, :n] == prefix_ids).all()):
+            return {}  # the prompt does not start with the examples as tokenised alone: read it whole
+        return {"past_key_values": copy.deepcopy(cache)}
 
 
 @contextmanager
@@ -128,6 +144,13 @@ def shared(cache_dir: str | Path | None = None) -> Phraser:
         if not _shared:
             _shared.append(Phraser(cache_dir))
         return _shared[0]
+
+
+def _worked_examples() -> list[dict]:
+    messages = [{"role": "system", "content": SYSTEM}]
+    for q, f, answer in EXAMPLES:
+        messages += [{"role": "user", "content": _prompt(q, f)}, {"role": "assistant", "content": answer}]
+    return messages
 
 
 def _prompt(question: str, facts: list[str]) -> str:

@@ -23,17 +23,19 @@ DNG_TAGS = [(50706, "B", 4, (1, 4, 0, 0), True), (50708, "s", 0, "Test Cam", Tru
 CFA_TAGS = [(33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True), (50717, "H", 1, 4095, True)]
 
 
-def make_dng(path, preview: np.ndarray | None = None, orientation: int = 1, size=(64, 96)):
-    """A minimal DNG LibRaw reads: an optional RGB preview in IFD0 and a Bayer CFA in a SubIFD."""
+def make_dng(path, preview: np.ndarray | None = None, orientation: int = 1, size=(64, 96), camera=()):
+    """A minimal DNG LibRaw reads: an optional RGB preview in IFD0 and a Bayer CFA in a SubIFD.
+
+    `camera`: (make, model, date "YYYY:MM:DD HH:MM:SS") written as TIFF tags."""
     cfa = (np.random.default_rng(0).random(size) * 4000).astype(np.uint16)
+    tags = [*DNG_TAGS, (274, "H", 1, orientation, True)]
+    tags += [(tag, "s", 0, value, True) for tag, value in zip((271, 272, 306), camera)]
     with tifffile.TiffWriter(path) as tw:
         if preview is not None:
-            tw.write(preview, photometric="rgb", subfiletype=1, subifds=1,
-                     extratags=[*DNG_TAGS, (274, "H", 1, orientation, True)])
+            tw.write(preview, photometric="rgb", subfiletype=1, subifds=1, extratags=tags)
             tw.write(cfa, photometric=32803, subfiletype=0, extratags=CFA_TAGS)
         else:
-            tw.write(cfa, photometric=32803, subfiletype=0,
-                     extratags=[*DNG_TAGS, *CFA_TAGS, (274, "H", 1, orientation, True)])
+            tw.write(cfa, photometric=32803, subfiletype=0, extratags=[*tags, *CFA_TAGS])
     return path
 
 
@@ -83,12 +85,14 @@ def test_motion_photo_gives_its_still(library, photo_dir):
 
 
 def test_raw_without_a_large_preview_is_decoded_at_half_size(library, photo_dir):
-    make_dng(photo_dir / "IMG_1.dng", preview=np.zeros((8, 12, 3), np.uint8))
+    make_dng(photo_dir / "IMG_1.dng", preview=np.zeros((8, 12, 3), np.uint8), orientation=6,
+             camera=("Canon", "Canon EOS R5", "2024:05:06 07:08:09"))
     library.add_folder(photo_dir)
     assert scan_library(library)["indexed"] == 1
-    row = library.db.query("SELECT path, width, height, format FROM photos")[0]
-    assert row["path"].endswith("IMG_1.dng")  # the RAW stays the photo
-    assert (row["width"], row["height"]) == (48, 32)  # half of the 96x64 sensor, not the 12x8 preview
+    row = library.db.query("SELECT * FROM photos")[0]
+    assert row["path"].endswith("IMG_1.dng") and row["format"] == "DNG"  # the RAW stays the photo
+    assert (row["width"], row["height"]) == (32, 48)  # half of the 96x64 sensor, turned; not the 12x8 preview
+    assert (row["camera"], row["taken_at"], row["orientation"]) == ("Canon EOS R5", "2024-05-06T07:08:09", 1)
 
 
 def test_raw_with_a_large_preview_uses_it_upright(tmp_path, monkeypatch):

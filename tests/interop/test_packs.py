@@ -201,3 +201,11 @@ def test_cli_export_then_import_and_a_bad_pack_exits_2(rex, tmp_path):
     (tmp_path / "bad.myvlm").write_bytes(b"nonsense")
     out = _cli("--data-dir", tmp_path / "fresh", "concept", "import", tmp_path / "bad.myvlm")
     assert out.returncode == 2 and "not a zip file" in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_export_takes_a_name_or_an_id_and_import_a_name_that_looks_like_an_id(rex, tmp_path):
+    library, concept = rex
+    out = pack.export_concept(library, str(concept["id"]), tmp_path / "by_id.myvlm")
+    assert out["name"] == "Rex"
+    result = pack.import_pack(library, tmp_path / "by_id.myvlm", name=str(concept["id"]))
+    assert result["concept"] == str(concept["id"]) and result["id"] != concept["id"]

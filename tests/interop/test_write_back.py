@@ -182,3 +182,32 @@ def test_the_write_back_stage_does_nothing_until_enabled(library, photo_dir):
     assert "off" in writeback.write_back_job(library)(Control())["skipped"]
     writeback.configure(library, enabled=True)
     assert writeback.write_back_job(library)(Control())["sidecars"] == 2
+
+
+def test_a_rename_takes_back_only_the_keywords_this_app_added(library, photo_dir):
+    _library_with_names(library, photo_dir)
+    (photo_dir / "p1.jpg.xmp").write_text(
+        OTHER_APP.replace('foo:Album="Summer">', 'foo:Album="Summer"><digiKam:TagsList><rdf:Seq>'
+                          '<rdf:li>Places/Paris</rdf:li><rdf:li>People/Carol</rdf:li></rdf:Seq></digiKam:TagsList>')
+        .replace('xmlns:dc=', 'xmlns:digiKam="http://www.digikam.org/ns/1.0/" xmlns:dc='), encoding="utf-8")
+    writeback.configure(library, enabled=True)
+    writeback.write_back(library)
+    ops.rename_concept(library, "Rex", "Rexie")
+    ops.rename_concept(library, "Carol", "Caroline")
+    writeback.write_back(library)
+    with pyexiv2.Image(str(photo_dir / "p1.jpg.xmp")) as img:
+        tags = img.read_xmp()["Xmp.digiKam.TagsList"]
+    # Paris and the Carol another app wrote stay; the Pets/Rex this app added goes with the rename
+    assert tags == ["Places/Paris", "People/Carol", "People/Caroline", "Pets/Rexie"]
+
+
+def test_a_region_this_app_wrote_goes_when_the_face_is_no_longer_named(library, photo_dir):
+    _library_with_names(library, photo_dir)
+    writeback.configure(library, enabled=True)
+    writeback.write_back(library)
+    ops.delete_concept(library, "Bob")
+    writeback.write_back(library)
+    root = SafeET.parse(photo_dir / "p0.jpg.xmp").getroot()
+    names = [e.get(f"{{{NS['mwg-rs']}}}Name") for e in root.iter(f"{{{NS['rdf']}}}Description")
+             if e.get(f"{{{NS['mwg-rs']}}}Name")]
+    assert names == ["Stranger", "Alice"]  # the other app's region stays, ours for Bob is gone

@@ -154,3 +154,20 @@ def test_cli_answers_library_questions_offline(known, smollm2, capsys):
     assert cli(["--data-dir", str(known.root), "ask", "--library", "When did I last see <Bob>?"]) == 0
     text = capsys.readouterr().out
     assert "I don't know anyone called <Bob>" in text and "facts used" in text
+
+
+@pytest.mark.slow
+def test_the_template_comes_first_and_the_checked_answer_replaces_it(known, smollm2):
+    shown: list[str] = []
+
+    class Watched:  # the real SmolLM2; notes whether the template was shown before it was asked
+        name = smollm2.name
+
+        def phrase(self, question, facts):
+            assert shown, "the template answer should be on screen before SmolLM2 starts"
+            return smollm2.phrase(question, facts)
+
+    question = "When did I first see <Alice>?"
+    result = ask.ask_library(known, question, phraser=Watched(), store=False, on_token=shown.append)
+    assert shown == [template(known, question)["answer"]]
+    assert "2021-03-05" in phrase.figures(result["answer"])  # the phrased (or template) answer, checked

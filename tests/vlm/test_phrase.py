@@ -52,3 +52,14 @@ def test_the_cache_reloads_the_same_model(smollm2):
     again = phrase.Phraser(cache_dir=cache)  # from the cache: about a second instead of a conversion
     facts = ["Alice was first seen on 2022-03-05, in beach.jpg."]
     assert again.phrase("When did I first see Alice?", facts) == phraser.phrase("When did I first see Alice?", facts)
+
+
+@pytest.mark.slow
+def test_the_cached_examples_give_the_same_sentence_as_the_whole_prompt(smollm2, monkeypatch):
+    phraser, _ = smollm2
+    questions = [("When did I last see Tom?", ["Tom was last seen on 2023-01-02, in dog.jpg."]),
+                 ("How many photos of Mia?", ["Mia is in 12 photos."])]
+    cached = [phraser.phrase(q, f) for q, f in questions]
+    assert phraser._prefix is not None  # the examples' cache was made and used
+    monkeypatch.setattr(phraser, "_cached_prefix", lambda inputs: {})
+    assert [phraser.phrase(q, f) for q, f in questions] == cached
