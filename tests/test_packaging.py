@@ -75,6 +75,7 @@ def test_package_model_modules_are_hidden_imports():
 def test_test_programs_are_dropped_but_app_files_kept():
     assert not bundle.keep(("torch/test/test_api", "", "BINARY"))
     assert not bundle.keep(("torch/bin/protoc", "", "BINARY"))
+    assert bundle.keep(("torch/bin/torch_shm_manager", "", "BINARY"))  # `import torch` needs it
     assert bundle.keep(("torch/lib/libtorch_cpu.so", "", "BINARY"))
     assert all(bundle.keep((str(Path(dest) / Path(src).name), src, "DATA")) for src, dest in bundle.data_files())
 
