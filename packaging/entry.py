@@ -1,5 +1,9 @@
-"""The frozen app's entry point, shared by both executables of the bundle: `myvlm` runs the command line,
-`myvlm-desktop` (any other name) the app."""
+"""The frozen app's entry point, shared by both commands of the bundle: started as `myvlm` it runs the command
+line, under any other name (`myvlm-desktop`) the app.
+
+The name comes from argv[0], not sys.executable: on Linux and macOS `myvlm` is a symlink to `myvlm-desktop`,
+and the bootloader resolves sys.executable through it.
+"""
 
 import multiprocessing
 import sys
@@ -8,8 +12,12 @@ from pathlib import Path
 CLI_NAME = "myvlm"
 
 
+def wants_cli(argv0: str) -> bool:
+    return Path(argv0).stem == CLI_NAME  # "myvlm", "/opt/myvlm-desktop/myvlm", "myvlm.exe"
+
+
 def main() -> int:
-    if Path(sys.executable).stem == CLI_NAME:
+    if wants_cli(sys.argv[0]):
         from myvlm_desktop.cli import main as cli
 
         return cli()

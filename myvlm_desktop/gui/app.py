@@ -78,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.self_test:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one line per stage, no download-style bars
         from . import selftest
 
         return selftest.run(make_app([sys.argv[0]]))
