@@ -132,7 +132,7 @@ def measure_blocking(folder: Path, data: Path, stages: list[str], limit_s: float
     if not finished:
         job.cancel()
         job.wait(10)
-    indexed = session.photo_count()
+    indexed = session.views.photo_count()
     faces = session.db.scalar("SELECT count(*) FROM index_state WHERE stage = 'faces'") or 0
     window.close()
     QApplication.processEvents()

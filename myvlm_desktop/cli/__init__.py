@@ -11,10 +11,9 @@ import sys
 from collections.abc import Callable
 
 from ..models.errors import ModelUnavailable
-from . import common
+from . import captions, common, concepts, library, people, perception, vlm
 
-AREAS = ("library", "perception", "people", "concepts", "vlm", "captions")
-
+AREAS = (library, perception, people, concepts, vlm, captions)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,21 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="the app's data folder (default: $MYVLM_DATA_DIR or the platform's)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for area in AREAS:
-        module = _area(area)
-        if module is not None:
-            module.register(sub)
+        area.register(sub)
     return parser
-
-
-def _area(name: str):
-    import importlib
-
-    try:
-        return importlib.import_module(f"{__name__}.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"{__name__}.{name}":
-            return None  # that area has no commands yet
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ..imaging import ImageError
@@ -37,13 +38,9 @@ def _vlm_options(p) -> None:
 
 
 def _backend(args, lib):
-    from ..pipeline.captions import shared_backend, vlm_options
+    from ..pipeline.questions import vlm_backend
 
-    options = vlm_options(lib)
-    for key in ("backend", "model", "device"):
-        if getattr(args, key):
-            options[key] = getattr(args, key)
-    return shared_backend(**options)
+    return vlm_backend(lib, backend=args.backend, model=args.model, device=args.device)
 
 
 def _stream(args):
@@ -58,6 +55,8 @@ def caption(args) -> None:
 
     if bool(args.path) == bool(args.all):
         raise CommandError("give a photo PATH or --all")
+    if args.path and not os.path.exists(args.path):
+        raise CommandError(f"no such file: {args.path}")
     lib = library(args)
     backend = _backend(args, lib)
     if args.all:
@@ -72,18 +71,17 @@ def caption(args) -> None:
 
 
 def ask(args) -> None:
-    lib = library(args)
     if args.library:
-        _ask_library(args, lib, " ".join(args.words))
+        _ask_library(args, library(args), " ".join(args.words))
         return
     if len(args.words) < 2:
         raise CommandError('ask PATH "QUESTION" (or ask --library "QUESTION")')
-    from ..pipeline.captions import answer_photo
+    from ..pipeline.questions import ask_photo
 
     path, question = args.words[0], " ".join(args.words[1:])
-    backend = _backend(args, lib)
     try:
-        result = answer_photo(lib, path, question, backend, on_token=_stream(args))
+        result = ask_photo(library(args), path, question, on_token=_stream(args), backend=args.backend,
+                           model=args.model, device=args.device)
     except ImageError as exc:
         raise CommandError(f"{path}: {exc.reason}") from None
     except ValueError as exc:
@@ -92,7 +90,7 @@ def ask(args) -> None:
 
 
 def _ask_library(args, lib, question: str) -> None:
-    from ..pipeline.ask import ask_library
+    from ..pipeline.questions import ask_library
 
     try:
         result = ask_library(lib, question, use_model=not args.no_llm)

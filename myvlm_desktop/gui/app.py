@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_first_run(data_dir: str) -> bool:
-    from ..pipeline.app import library_has_folders
+    from ..pipeline.settings import library_has_folders
 
     return not library_has_folders(data_dir)
 

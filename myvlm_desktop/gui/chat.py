@@ -25,6 +25,8 @@ from PySide6.QtWidgets import (
 )
 
 from ..models.errors import ModelUnavailable
+from ..pipeline.questions import ask_library, ask_photo
+from ..pipeline.settings import vlm_options
 from . import theme
 from .widgets import heading, muted
 from .workers import TokenStream, run_task
@@ -116,7 +118,7 @@ class ChatPanel(QWidget):
         else:
             photo = self.photo_id if self.scope == PHOTO else None
             self.messages = [{"question": r["question"], "answer": r["answer"], "backend": r["backend"]}
-                             for r in self.session.chat_history(photo)]
+                             for r in self.session.views.chat_history(photo)]
         self.render()
 
     def _update_context(self) -> None:
@@ -152,11 +154,12 @@ class ChatPanel(QWidget):
         self._stream = stream
         photo_id = self.photo_id if self.scope == PHOTO else None
         if photo_id is None:
-            run_task(self.session.ask_library, question, on_token=stream, owner=self,
+            run_task(ask_library, self.session.library, question, on_token=stream, owner=self,
                      on_done=lambda r, m=message: self._done(m, r, None),
                      on_error=lambda e, m=message: self._failed(m, e))
         else:
-            run_task(self.session.ask_photo, photo_id, question, on_token=stream, owner=self,
+            run_task(ask_photo, self.session.library, photo_id, question, on_token=stream, owner=self,
+                     **vlm_options(self.session.settings),
                      on_done=lambda r, m=message, p=photo_id: self._done(m, r, p),
                      on_error=lambda e, m=message: self._failed(m, e))
 

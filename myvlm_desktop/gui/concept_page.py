@@ -114,7 +114,7 @@ class ConceptPage(QWidget):
 
     # -- contents ---------------------------------------------------------------------------------------
     def refresh(self) -> None:
-        run_task(self.session.concepts, on_done=self._show_list)
+        run_task(self.session.views.concepts, on_done=self._show_list)
 
     def _show_list(self, concepts: list[dict]) -> None:
         current = self.concept["id"] if self.concept else None
@@ -157,15 +157,15 @@ class ConceptPage(QWidget):
         self._show_training(None)
 
     def _load(self, concept_id: int) -> tuple[list[int], list[dict], list[dict]]:
-        return (self.session.concept_photo_ids(concept_id), self.session.concept_embeddings(concept_id),
-                self.session.concept_captions(concept_id))
+        return (self.session.views.concept_photo_ids(concept_id), self.session.views.concept_embeddings(concept_id),
+                self.session.views.concept_captions(concept_id))
 
     def _loaded(self, concept_id: int, loaded) -> None:
         if self.concept is None or self.concept["id"] != concept_id:
             return
         ids, embeddings, captions = loaded
         if ids != self.model.photo_ids()[:len(ids)] or self.model.total() != len(ids):
-            self.model.set_source(PhotoSource.of_ids(ids, self.session.photo_thumbnails))
+            self.model.set_source(PhotoSource.of_ids(ids, self.session.views.photo_thumbnails))
         if embeddings:
             text = ", ".join(f"{e['backend']}" + (f" ({e.get('steps')} steps)" if e.get("steps") else "")
                              for e in embeddings)
@@ -184,9 +184,6 @@ class ConceptPage(QWidget):
     # -- training -------------------------------------------------------------------------------------------
     def train(self, force: bool) -> None:
         if self.concept is None:
-            return
-        if "train" not in self.session.jobs.kinds:
-            self.status.emit("Training concept embeddings is not part of this build yet.")
             return
         concept_id = self.concept["id"]
         params = {"concept": concept_id, **({"force": True} if force else {})}
@@ -212,7 +209,7 @@ class ConceptPage(QWidget):
             return
         if view.state in ("done", "failed", "cancelled"):
             self.finished_jobs.add(view.id)
-        if view.state == "done" and "caption" in self.session.jobs.kinds:  # its photos get personalized captions
+        if view.state == "done":  # its photos get personalized captions
             run_task(self.session.submit, "caption", {"concepts": [concept_id]}, owner=self)
         if self.concept and concept_id == self.concept["id"]:
             self._show_training(view)

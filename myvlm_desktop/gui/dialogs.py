@@ -33,7 +33,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..pipeline.app import CHOICES, optional_module
+from ..models import registry
+from ..pipeline.settings import CHOICES
 from . import theme
 from .widgets import heading, muted
 from .workers import run_task
@@ -251,7 +252,6 @@ class ModelManagerDialog(QDialog):
         self.setObjectName("modelManager")
         self.setWindowTitle("Models")
         self.setMinimumSize(760, 420)
-        self.registry = optional_module("models.registry")
         self.models_dir = models_dir
         self.table = QTableWidget(0, 5)
         self.table.setHorizontalHeaderLabels(["Model", "Kind", "Size", "Status", ""])
@@ -291,10 +291,7 @@ class ModelManagerDialog(QDialog):
         self.reload()
 
     def reload(self) -> None:
-        if self.registry is None:
-            self.message.setText("The model registry is not part of this build.")
-            return
-        run_task(self.registry.list_models, *self._where(), on_done=self._show, on_error=self._failed)
+        run_task(registry.list_models, *self._where(), on_done=self._show, on_error=self._failed)
 
     def _where(self) -> tuple:
         return (Path(self.models_dir),) if self.models_dir else ()
@@ -342,7 +339,7 @@ class ModelManagerDialog(QDialog):
         self.bar.setValue(0)
         self.bar.show()
         self.message.setText(f"Downloading {name}…")
-        run_task(self.registry.download_model, name, self.progress.callback(name), *self._where(), owner=self,
+        run_task(registry.download_model, name, self.progress.callback(name), *self._where(), owner=self,
                  on_done=lambda _: self._downloaded(name), on_error=self._failed)
 
     def _progressed(self, name: str, done: float, total: float) -> None:

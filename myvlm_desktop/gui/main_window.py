@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..library.search import QueryError, search
+from ..library.search import QueryError, concept_names, search
 from . import theme
 from .chat import ChatPanel
 from .concept_page import ConceptPage
@@ -71,7 +71,7 @@ class MainWindow(QMainWindow):
         self._build()
         self.db_bridge.changed.connect(self._db_changed)
         self.jobs_bridge.updated.connect(self._job_updated)
-        self.library_model.set_source(PhotoSource(session.photo_count, session.photo_page))
+        self.library_model.set_source(PhotoSource(session.views.photo_count, session.views.photo_page))
         self._update_library_header()
         self.refresh_all()
         self.show_page("library")
@@ -351,7 +351,7 @@ class MainWindow(QMainWindow):
         self.search_error.hide()
         self.search_help.hide()
         ids = [h["photo_id"] for h in hits]
-        self.search_model.set_source(PhotoSource.of_ids(ids, self.session.photo_thumbnails))
+        self.search_model.set_source(PhotoSource.of_ids(ids, self.session.views.photo_thumbnails))
         self.search_title.setText(f"“{query}”")
         more = "+" if len(ids) >= SEARCH_LIMIT else ""
         self.search_count.setText(f"{len(ids):,}{more} photo{'s' if len(ids) != 1 else ''}")
@@ -371,7 +371,7 @@ class MainWindow(QMainWindow):
         self.show_page("search")
 
     def people_op(self, name: str) -> None:
-        run_task(self.session.people_op, name, owner=self, on_done=lambda result, n=name: self._undone(n, result),
+        run_task(self.session.people.op, name, owner=self, on_done=lambda result, n=name: self._undone(n, result),
                  on_error=lambda e: self.flash(str(e)))
 
     def _undone(self, name: str, result) -> None:
@@ -390,7 +390,7 @@ class MainWindow(QMainWindow):
             self.apply_settings(dialog.change())
 
     def apply_settings(self, change: SettingsChange) -> None:
-        from ..pipeline.app import save_settings
+        from ..pipeline.settings import save_settings
 
         def apply() -> dict:
             for path in change.remove_folders:
@@ -451,7 +451,7 @@ class MainWindow(QMainWindow):
             self.viewer.refresh()
 
     def refresh_all(self) -> None:
-        self.search_bar.set_names(self.session.concept_names())
+        self.search_bar.set_names(concept_names(self.session.db))
         self._update_library_header()
         page = self.current_page() if self.pages.currentWidget() is not None else "library"
         if page == "people":

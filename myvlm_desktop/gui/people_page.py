@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..library.search import concept_names
 from . import theme
 from .dialogs import ChoiceDialog, MergeDialog, NameDialog
 from .images import ImageCache, read_face
@@ -201,8 +202,8 @@ class PeoplePage(QWidget):
         run_task(self._load, on_done=self._show)
 
     def _load(self) -> tuple[list[dict], list[dict], list[dict] | None]:
-        members = self.session.cluster_members(self.open_cluster["id"]) if self.open_cluster else None
-        return self.session.clusters(), self.session.suggestions(), members
+        members = self.session.people.members(self.open_cluster["id"]) if self.open_cluster else None
+        return self.session.people.clusters(), self.session.people.suggestions(), members
 
     def _show(self, loaded) -> None:
         clusters, suggestions, members = loaded
@@ -230,7 +231,7 @@ class PeoplePage(QWidget):
     # -- operations -------------------------------------------------------------------------------------------
     def op(self, name: str, *args, done_message: str = "", **kwargs) -> None:
         """Run a people operation off the GUI thread, then refresh."""
-        self.run(self.session.people_op, name, *args, done_message=done_message, **kwargs)
+        self.run(self.session.people.op, name, *args, done_message=done_message, **kwargs)
 
     def run(self, fn, *args, done_message: str = "", **kwargs) -> None:
         run_task(fn, *args, **kwargs, on_done=lambda _: self._after(done_message), on_error=self._op_failed,
@@ -266,7 +267,7 @@ class PeoplePage(QWidget):
             self.name_cluster(clusters[0])
 
     def name_cluster(self, cluster: dict) -> None:
-        dialog = NameDialog(self.session.concept_names(), cluster["name"] or "", cluster.get("concept_kind") or
+        dialog = NameDialog(concept_names(self.session.db), cluster["name"] or "", cluster.get("concept_kind") or
                             ("person" if cluster["kind"] == "face" else "pet"),
                             "Rename" if cluster["name"] else "Who is this?", self)
         if dialog.exec() != NameDialog.DialogCode.Accepted:
@@ -287,7 +288,7 @@ class PeoplePage(QWidget):
             return
         survivor = dialog.survivor()
         others = [c["id"] for c in clusters if c["id"] != survivor]
-        self.run(self.session.merge_clusters, survivor, others, done_message=f"Merged {len(others) + 1} groups")
+        self.run(self.session.people.merge, survivor, others, done_message=f"Merged {len(others) + 1} groups")
 
     def hide_selected(self) -> None:
         for cluster in self.selected_clusters():
@@ -298,7 +299,7 @@ class PeoplePage(QWidget):
             self.op("name_cluster", suggestion["cluster_id"], suggestion["name"], kind=suggestion["kind"],
                     done_message=f"Named {suggestion['name']}")
         else:
-            self.run(self.session.decline_suggestion, suggestion, done_message=f"Noted: not {suggestion['name']}")
+            self.run(self.session.people.decline, suggestion, done_message=f"Noted: not {suggestion['name']}")
 
     # -- one cluster --------------------------------------------------------------------------------------------
     def _detail(self) -> QWidget:
@@ -340,7 +341,7 @@ class PeoplePage(QWidget):
         self.open_cluster = cluster
         self.stack.setCurrentIndex(1)
         self._show_members(cluster, [])
-        run_task(self.session.cluster_members, cluster["id"], owner=self,
+        run_task(self.session.people.members, cluster["id"], owner=self,
                  on_done=lambda members, c=cluster: self._members_loaded(c, members))
 
     def _members_loaded(self, cluster: dict, members: list[dict]) -> None:
@@ -380,7 +381,7 @@ class PeoplePage(QWidget):
         faces = self.selected_faces()
         if not faces or self.open_cluster is None:
             return
-        others = [(c["id"], f"{card_title(c)} ({c['size']})") for c in self.session.clusters()
+        others = [(c["id"], f"{card_title(c)} ({c['size']})") for c in self.session.people.clusters()
                   if c["id"] != self.open_cluster["id"] and c["kind"] == "face"]
         if not others:
             return

@@ -60,15 +60,14 @@ def build_library(session, folder: Path) -> dict:
     job = session.process_all()
     job.wait()
     facts = {"process": job.status.state, "result": job.status.result}
-    clusters = [c for c in session.clusters() if c["kind"] == "face"]
+    clusters = [c for c in session.people.clusters() if c["kind"] == "face"]
     names = iter(["Alice", "Mia"])
     for cluster in clusters[:2]:
-        session.people_op("name_cluster", cluster["id"], next(names), kind="person")
-    cat = next((p for p in session.photo_page(0, 100) if os.path.basename(p[2]) == "chelsea.png"), None)
-    if cat is not None and session.people_available():
-        session.people_op("create_concept_from_photos", "Chelsea", "pet", [cat[0]])
-    if "detect" in session.jobs.kinds:
-        facts["detect"] = session.submit("detect").wait().state
+        session.people.op("name_cluster", cluster["id"], next(names), kind="person")
+    cat = next((p for p in session.views.photo_page(0, 100) if os.path.basename(p[2]) == "chelsea.png"), None)
+    if cat is not None:
+        session.people.op("create_concept_from_photos", "Chelsea", "pet", [cat[0]])
+    facts["detect"] = session.submit("detect").wait().state
     return facts
 
 
@@ -113,9 +112,9 @@ def render(outdir: Path, work: Path) -> list[Path]:
     settle(app, window)
     shots.append(save(window, outdir, "people"))
 
-    named = [c for c in session.clusters() if c["name"]]
+    named = [c for c in session.people.clusters() if c["name"]]
     if named:
-        photo_id = max(((row[0], len(session.photo_detail(row[0])["faces"])) for row in session.photo_page(0, 50)),
+        photo_id = max(((row[0], len(session.views.photo_detail(row[0])["faces"])) for row in session.views.photo_page(0, 50)),
                        key=lambda pair: pair[1])[0]
         window.open_photo(photo_id, window.library_model)
         settle(app, window, 2.5)

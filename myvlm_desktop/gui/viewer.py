@@ -137,7 +137,7 @@ class PhotoViewer(QWidget):
         layout.addWidget(self.caption_source)
 
     def show_photo(self, photo_id: int) -> None:
-        detail = self.session.photo_detail(photo_id)
+        detail = self.session.views.photo_detail(photo_id)
         if detail is None:
             return
         self.detail = detail
@@ -155,7 +155,7 @@ class PhotoViewer(QWidget):
         """Faces or caption changed (a name, a new caption): redraw without decoding the photo again."""
         if self.detail is None:
             return
-        detail = self.session.photo_detail(self.detail["id"])
+        detail = self.session.views.photo_detail(self.detail["id"])
         if detail is None:
             return
         self.detail = detail

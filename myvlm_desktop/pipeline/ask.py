@@ -486,14 +486,6 @@ def ask_library(library: Library, question: str, phraser=None, use_model: bool =
     return result
 
 
-def ask_photo(library: Library, photo_id: int, question: str, on_token=None, backend: str = "smolvlm",
-              model: str | None = None, device: str = "auto") -> dict:
-    """A question about one photo goes to the VLM (captions.answer_photo); ModelUnavailable without one."""
-    from .captions import answer_photo, shared_backend
-
-    return answer_photo(library, photo_id, question, shared_backend(backend, model, device), on_token=on_token)
-
-
 def _store_answer(conn, question: str, result: dict, model: str | None) -> None:
     conn.execute("INSERT INTO answers(photo_id, question, answer, backend, model, concepts, facts, created_at) "
                  "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?)",

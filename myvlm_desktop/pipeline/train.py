@@ -45,19 +45,15 @@ def find_concept(library: Library, concept: int | str):
 
 def training_photo_ids(library: Library, concept_id: int) -> list[int]:
     """The concept's photos, those where it is alone (fewest faces) first, as MyVLM picks clean examples."""
-    try:
-        from ..people.ops import concept_members
+    from ..people.ops import concept_members
 
-        members = concept_members(library.db, concept_id)
-        face_ids = members.get("face_ids", [])
-        photo_ids = set(members.get("photo_ids", []))
-        for start in range(0, len(face_ids), 500):
-            chunk = face_ids[start:start + 500]
-            rows = library.db.query(f"SELECT photo_id FROM faces WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-            photo_ids.update(r[0] for r in rows)
-    except ImportError:  # the people package is not part of this build: the view says the same
-        photo_ids = {r[0] for r in library.db.query("SELECT photo_id FROM concept_photos WHERE concept_id = ?",
-                                                    (concept_id,))}
+    members = concept_members(library.db, concept_id)
+    face_ids = members.get("face_ids", [])
+    photo_ids = set(members.get("photo_ids", []))
+    for start in range(0, len(face_ids), 500):
+        chunk = face_ids[start:start + 500]
+        rows = library.db.query(f"SELECT photo_id FROM faces WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+        photo_ids.update(r[0] for r in rows)
     if not photo_ids:
         return []
     ids = sorted(photo_ids)

@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from myvlm_desktop.gui.dialogs import ModelManagerDialog
-from myvlm_desktop.pipeline.app import save_settings
+from myvlm_desktop.pipeline.settings import save_settings
 from tests.gui.conftest import make_photos, wait_jobs
 
 
@@ -20,7 +20,7 @@ def _visible(text: str) -> str:
 def _library_with_photos(window, session, qtbot, tmp_path, count=2):
     window.add_folders([str(make_photos(tmp_path / "photos", count, size=(64, 64)))])
     wait_jobs(qtbot, session)
-    return [row[0] for row in session.photo_page(0, count)]
+    return [row[0] for row in session.views.photo_page(0, count)]
 
 
 def test_without_a_vlm_the_panel_says_so_and_opens_the_model_manager(window, session, qtbot, tmp_path):
@@ -37,7 +37,7 @@ def test_without_a_vlm_the_panel_says_so_and_opens_the_model_manager(window, ses
     assert "No vision-language model is installed" in text and "no-model-here" in text
     assert chat.messages == []  # nothing half-answered is left behind
     assert chat.input.text() == "What is <Alice> holding?"  # the question is kept to ask again
-    assert session.chat_history(photo) == []
+    assert session.views.chat_history(photo) == []
     assert chat.models_button.isVisible()
     qtbot.mouseClick(chat.models_button, Qt.MouseButton.LeftButton)
     dialog = window.findChild(ModelManagerDialog)
@@ -63,7 +63,7 @@ def test_tiny_vlm_answers_stream_token_by_token_and_are_kept_per_photo(window, s
     assert not chat.banner.isVisible(), chat.banner_text.text()
     answer = chat.messages[-1]["answer"]
     assert len(pieces) > 1 and _visible("".join(pieces)) == _visible(answer)  # streamed, then complete
-    stored = session.chat_history(photo)
+    stored = session.views.chat_history(photo)
     assert [(h["question"], h["answer"]) for h in stored] == [("What is in this photo?", answer)]
     assert stored[0]["backend"] == "smolvlm"
 

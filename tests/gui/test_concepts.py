@@ -8,7 +8,7 @@ import time
 import pytest
 from PySide6.QtCore import Qt
 
-from myvlm_desktop.pipeline.app import save_settings
+from myvlm_desktop.pipeline.settings import save_settings
 from tests.gui.conftest import make_photos, wait_jobs
 
 
@@ -19,8 +19,8 @@ def test_training_shows_progress_and_eta_and_stops_at_once_on_cancel(window, ses
 
     window.add_folders([str(make_photos(tmp_path / "photos", 3, size=(64, 64)))])
     wait_jobs(qtbot, session)
-    photos = [row[0] for row in session.photo_page(0, 3)]
-    session.people_op("create_concept_from_photos", "Rex", "pet", photos[:1])
+    photos = [row[0] for row in session.views.photo_page(0, 3)]
+    session.people.op("create_concept_from_photos", "Rex", "pet", photos[:1])
     session.settings.update(save_settings(session.db, {
         "vlm_backend": "smolvlm", "vlm_model": str(save_tiny_model("smolvlm", tmp_path / "vlm")), "device": "cpu"}))
     window.show_page("concepts")
@@ -47,4 +47,4 @@ def test_training_shows_progress_and_eta_and_stops_at_once_on_cancel(window, ses
     assert job.status.state == "cancelled" and job.status.done <= done_at_cancel + 1
     qtbot.waitUntil(lambda: not page.bar.isVisible())
     assert page.eta.text() == "cancelled" and page.train_button.isEnabled()
-    assert session.concept_embeddings(page.concept["id"]) == []  # nothing half-trained was saved as trained
+    assert session.views.concept_embeddings(page.concept["id"]) == []  # nothing half-trained was saved as trained

@@ -108,7 +108,7 @@ def test_add_folder_index_cluster_name_search_undo(app, session, qtbot, sample_p
     assert bar.text() == "@Alice "
     qtbot.keyClick(bar, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: window.current_page() == "search" and window.search_model.rowCount() == 2)
-    names = {os.path.basename(session.photo_detail(pid)["path"]) for pid in window.search_model.photo_ids()}
+    names = {os.path.basename(session.views.photo_detail(pid)["path"]) for pid in window.search_model.photo_ids()}
     assert names == {"group.jpg", "group_mirrored.jpg"}
 
     qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo the naming
@@ -147,7 +147,7 @@ def test_merge_split_reject_hide_and_redo_from_the_people_page(library_window, q
     qtbot.waitUntil(lambda: page.faces_model.rowCount() == 2, timeout=10000)
     assert sorted(c["size"] for c in face_cards(page) if c["size"] == 2).count(2) >= 6
 
-    session.people_op("name_cluster", survivor, "Bob", kind="person")
+    session.people.op("name_cluster", survivor, "Bob", kind="person")
     page.refresh()
     qtbot.waitUntil(lambda: page.open_cluster is not None and page.open_cluster["name"] == "Bob")
     select(page.faces_grid, [0])
@@ -172,9 +172,9 @@ def test_merge_split_reject_hide_and_redo_from_the_people_page(library_window, q
 def test_suggestions_ask_is_this_carol_and_remember_the_answer(library_window, qtbot):
     """A face split off Carol's group is offered back as "Is this Carol?"; yes joins it, no is remembered."""
     window, session = library_window, library_window.session
-    carol = next(c for c in session.clusters() if c["kind"] == "face" and c["size"] == 2)
-    session.people_op("name_cluster", carol["id"], "Carol", kind="person")
-    session.people_op("split", carol["id"], [session.cluster_members(carol["id"])[0]["id"]])
+    carol = next(c for c in session.people.clusters() if c["kind"] == "face" and c["size"] == 2)
+    session.people.op("name_cluster", carol["id"], "Carol", kind="person")
+    session.people.op("split", carol["id"], [session.people.members(carol["id"])[0]["id"]])
     window.show_page("people")
     page = window.people_page
     strip = page.suggestions
@@ -185,10 +185,10 @@ def test_suggestions_ask_is_this_carol_and_remember_the_answer(library_window, q
     qtbot.waitUntil(lambda: any(c["name"] == "Carol" and c["size"] == 2 for c in face_cards(page)), timeout=10000)
     qtbot.waitUntil(lambda: not strip.isVisible())
 
-    session.people_op("split", carol["id"], [session.cluster_members(carol["id"])[0]["id"]])
+    session.people.op("split", carol["id"], [session.people.members(carol["id"])[0]["id"]])
     page.refresh()
     qtbot.waitUntil(lambda: strip.isVisible() and len(strip.cards) == 1, timeout=10000)
     qtbot.mouseClick(strip.cards[0].no, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not strip.isVisible(), timeout=10000)
-    assert session.suggestions() == []  # "not Carol" is remembered
+    assert session.people.suggestions() == []  # "not Carol" is remembered
     assert session.db.scalar("SELECT count(*) FROM rejections") == 1

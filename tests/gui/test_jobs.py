@@ -75,21 +75,21 @@ def test_closing_the_window_during_a_job_loses_nothing(app, qtbot, tmp_path, man
     window.show()
     first.library.add_folder(folder)
     job_id = first.scan().status.id
-    qtbot.waitUntil(lambda: first.photo_count() > 0, timeout=30000)  # a first batch is stored
+    qtbot.waitUntil(lambda: first.views.photo_count() > 0, timeout=30000)  # a first batch is stored
     window.close()
     assert first._closed
 
     second = AppSession(tmp_path / "data", watch=False)
     try:
-        stored = second.photo_count()
+        stored = second.views.photo_count()
         assert 0 < stored < 300  # stopped part-way, the batches written so far are kept
-        unfinished = second.unfinished_jobs()
+        unfinished = second.views.unfinished_jobs()
         assert [j["id"] for j in unfinished] == [job_id]
         resumed = second.start()
         assert [j.status.id for j in resumed] == [job_id]
         assert resumed[0].wait(60).state == "done"
-        assert second.photo_count() == 300
-        qtbot.waitUntil(lambda: second.unfinished_jobs() == [])  # the final state is written asynchronously
+        assert second.views.photo_count() == 300
+        qtbot.waitUntil(lambda: second.views.unfinished_jobs() == [])  # the final state is written asynchronously
     finally:
         second.close()
 

@@ -11,7 +11,7 @@ from myvlm_desktop.gui.dialogs import FirstRunDialog, SettingsDialog
 from myvlm_desktop.gui.images import ImageCache
 from myvlm_desktop.gui.models import PAGE, THUMB_ROLE, PhotoListModel, PhotoSource
 from myvlm_desktop.gui.widgets import PhotoGrid
-from myvlm_desktop.pipeline.app import load_settings
+from myvlm_desktop.pipeline.settings import load_settings
 from tests.gui.conftest import make_photos, scan_folder, wait_jobs
 
 
@@ -104,7 +104,7 @@ def test_search_shows_matching_photos_and_the_viewer_walks_through_them(window, 
 
 def test_viewer_draws_face_boxes_with_names_and_the_newest_caption(window, session, qtbot, tmp_path):
     scan_folder(qtbot, session, make_photos(tmp_path / "photos", 1, size=(400, 300)))
-    photo_id = session.photo_page(0, 1)[0][0]
+    photo_id = session.views.photo_page(0, 1)[0][0]
 
     def annotate(conn):  # what indexing, naming and captioning leave in the library
         concept = conn.execute("INSERT INTO concepts(name, kind, identifier, created_at) "
@@ -148,7 +148,7 @@ def test_settings_are_saved_off_the_gui_thread(window, session, qtbot, tmp_path)
     assert load_settings(session.db)["device"] == "cpu"
     assert session.library.folders() == [str(tmp_path / "more")]
     wait_jobs(qtbot, session)
-    assert session.photo_count() == 2
+    assert session.views.photo_count() == 2
 
 
 def test_first_run_dialog_collects_folders_and_the_data_folder(app, qtbot, tmp_path):

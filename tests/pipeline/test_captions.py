@@ -227,5 +227,15 @@ def test_cli_without_vlm_weights_says_so_and_fails(lib, capsys):
     assert "nobody/no-such-vlm: weights not found" in capsys.readouterr().err
     assert cli([*base, "ask", path, "Who is this?", "--model", "nobody/no-such-vlm"]) == 1
     assert "weights not found" in capsys.readouterr().err
-    assert cli([*base, "caption", "/no/such/photo.jpg", "--model", "nobody/no-such-vlm"]) == 1
+    assert not captions(lib)
+
+
+def test_cli_checks_the_input_before_the_model(lib, capsys):
+    """A missing file or an empty question is bad input (exit 2), even when no VLM is installed."""
+    base = ["--data-dir", str(lib.root), "--model", "nobody/no-such-vlm"]
+    for args in (["caption", "/no/such/photo.jpg"], ["ask", "/no/such/photo.jpg", "Who is this?"]):
+        assert cli([base[0], base[1], *args, *base[2:]]) == 2
+        assert capsys.readouterr().err.strip() == "myvlm: no such file: /no/such/photo.jpg"
+    assert cli([base[0], base[1], "ask", lib.photo(1)["path"], " ", *base[2:]]) == 2
+    assert "ask a question" in capsys.readouterr().err
     assert not captions(lib)
