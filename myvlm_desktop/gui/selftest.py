@@ -14,6 +14,7 @@ Each stage prints one line with its time; a failure names the stage and the erro
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import sys
 import tempfile
@@ -71,10 +72,19 @@ def run(app) -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="myvlm-self-test-") as tmp:
         test = SelfTest(app, Path(tmp), photos)
+        saved = tempfile.tempdir, os.environ.get("TMPDIR")
+        # what the libraries put in the temporary folder (torch's compile cache...) goes with ours
+        tempfile.tempdir = os.environ["TMPDIR"] = str(Path(tmp) / "tmp")
+        Path(tempfile.tempdir).mkdir()
         try:
             code = run_stages(test.stages())
         finally:
             test.close()
+            tempfile.tempdir = saved[0]
+            if saved[1] is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = saved[1]
     if Path(tmp).exists():
         print(f"self-test FAILED at stage cleanup: {tmp} remains", file=sys.stderr)
         return 1
@@ -163,13 +173,14 @@ class SelfTest:
 
     def cluster(self) -> str:
         self.process("cluster")
-        pairs = [c for c in self.session.clusters() if c["kind"] == "face" and c["size"] >= 2]
+        clusters = self.session.people.clusters()
+        pairs = [c for c in clusters if c["kind"] == "face" and c["size"] >= 2]
         check(pairs, "no face cluster holds a face and its mirrored twin")
-        return f"{len(self.session.clusters())} clusters, {len(pairs)} of faces seen twice"
+        return f"{len(clusters)} clusters, {len(pairs)} of faces seen twice"
 
     def name(self) -> str:
-        cluster = next(c for c in self.session.clusters() if c["kind"] == "face" and c["size"] >= 2)
-        self.session.people_op("name_cluster", cluster["id"], NAME, kind="person")
+        cluster = next(c for c in self.session.people.clusters() if c["kind"] == "face" and c["size"] >= 2)
+        self.session.people.op("name_cluster", cluster["id"], NAME, kind="person")
         self.concept_id = self.session.db.scalar("SELECT id FROM concepts WHERE name = ?", (NAME,))
         check(self.concept_id is not None, f"naming cluster {cluster['id']} made no concept")
         return f"cluster {cluster['id']} ({cluster['size']} faces) is <{NAME}>"
@@ -184,8 +195,9 @@ class SelfTest:
 
     def ask(self) -> str:
         from ..pipeline import ask
+        from ..pipeline.questions import ask_library
 
-        result = self.session.ask_library(f"How many photos of <{NAME}>?")
+        result = ask_library(self.session.library, f"How many photos of <{NAME}>?")  # as the chat panel asks
         check(ask.shared_phraser(self.session.library.root) is not None,
               f"SmolLM2 did not load: {', '.join(ask._no_phraser)}")
         check(result["phrased_by"] != ask.TEMPLATE or result.get("phrasing_rejected"),
@@ -200,12 +212,13 @@ class SelfTest:
         return f"@{NAME}: {window.search_model.rowCount()} photos in the window"
 
     def tiny_vlm(self) -> str:
-        from ..pipeline.app import save_settings
+        from ..pipeline.process import vlm_weights
+        from ..pipeline.settings import save_settings, vlm_options
         from ..vlm.testing import save_tiny_model
 
         folder = save_tiny_model(self.session.settings["vlm_backend"], self.root / "tiny-vlm")
         self.session.settings.update(save_settings(self.session.db, {"vlm_model": str(folder)}))
-        self.session.vlm_weights()  # the loader's lookup, which imports torch and transformers
+        vlm_weights(vlm_options(self.session.settings))  # the loader's lookup, which imports torch and transformers
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         return f"random {self.session.settings['vlm_backend']} model, {size / 1e6:.1f} MB, in the temporary folder"
 
