@@ -89,10 +89,10 @@ def one(method: str, n: int, dim: int) -> dict:
     start, cpu_start = time.perf_counter(), time.process_time()
     if method == "ours":
         from myvlm_desktop.people.cluster import cluster_all
-        from myvlm_desktop.people.index import BULK_EXACT_LIMIT
+        from myvlm_desktop.people.index import EXACT_LIMIT
 
-        pred = cluster_all(vectors, params)  # what a full re-cluster runs: self_knn, then the graph
-        extra = {"search": "exact" if n <= BULK_EXACT_LIMIT else "lists"}
+        pred = cluster_all(vectors, params)  # what a full re-cluster runs: a FAISS index, then the graph
+        extra = {"search": "exact" if n <= EXACT_LIMIT else "ivf"}
     else:
         from sklearn.cluster import DBSCAN
 

@@ -39,7 +39,8 @@ from myvlm_desktop.library.db import from_blob
 from myvlm_desktop.library.scan import scan_library
 from myvlm_desktop.library.store import Library
 from myvlm_desktop.pipeline.index import DECODE_SIDE, index_library
-from myvlm_desktop.vision.faces import get_face_engine, match_boxes
+from myvlm_desktop.vision.boxes import match_boxes
+from myvlm_desktop.vision.faces import get_face_engine
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 

@@ -182,8 +182,37 @@ def measure_startup(data: Path, runs: int) -> dict:
     return {"runs": runs, "seconds_median": round(statistics.median(times), 2), "seconds": [round(t, 2) for t in times]}
 
 
+# -- soak (--soak MINUTES): the window left open while the library is processed; lateness and memory --------
+def soak(folder: Path, data: Path, minutes: float, stages: list[str]) -> dict:
+    import threading
+
+    samples: list[dict] = []
+    stop = threading.Event()
+    started = time.perf_counter()
+
+    def sample() -> None:
+        while True:
+            with open("/proc/self/status") as f:
+                rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+            samples.append({"t": round(time.perf_counter() - started, 1), "rss_mib": round(rss / 1024, 1),
+                            "fds": len(os.listdir("/proc/self/fd"))})
+            if stop.wait(10):
+                return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    blocking = measure_blocking(folder, data, stages, minutes * 60)
+    stop.set()
+    sampler.join()
+    return {"minutes": minutes, "blocking": blocking, "samples": samples,
+            "rss_mib": {"start": samples[0]["rss_mib"], "end": samples[-1]["rss_mib"],
+                        "max": max(s["rss_mib"] for s in samples)}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--soak", type=float, metavar="MINUTES",
+                        help="leave the window open processing for MINUTES: event-loop p99 and memory over time")
     parser.add_argument("--photos", type=int, default=2000)
     parser.add_argument("--stages", default="scan,index", help="process stages to run while measuring")
     parser.add_argument("--limit", type=float, default=900, help="stop measuring after this many seconds")
@@ -195,6 +224,17 @@ def main() -> int:
     t0 = time.perf_counter()
     folder, source = photo_folder(args.photos, cache)
     print(f"{args.photos} photos ({source}) ready in {time.perf_counter() - t0:.1f} s ({folder})")
+    if args.soak:
+        with tempfile.TemporaryDirectory() as data:
+            result = soak(folder, Path(data), args.soak, args.stages.split(","))
+        late = result["blocking"]["lateness_ms"]
+        print(f"soak {args.soak} min ({result['blocking']['seconds']} s processed): lateness p99 {late['p99']} ms, "
+              f"max {late['max']} ms; RSS MiB {result['rss_mib']}")
+        out = Path(args.out).with_name("ui_soak.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**result, "photos": args.photos, "load": os.getloadavg()}, indent=2))
+        print(f"wrote {out}")
+        return 0
     with tempfile.TemporaryDirectory() as data:
         blocking = measure_blocking(folder, Path(data), args.stages.split(","), args.limit)
         print(f"event loop while processing ({blocking['seconds']} s, {blocking['photos_scanned']} photos scanned, "

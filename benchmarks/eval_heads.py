@@ -27,12 +27,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from myvlm_desktop.concepts.augment import augmented_views
 from myvlm_desktop.concepts.linear import TrainConfig, train_linear_head
 from myvlm_desktop.concepts.person import PersonHead
-from myvlm_desktop.concepts.train import LOAD_SIDE, select_negatives
+from myvlm_desktop.concepts.train import HEAD_VIEWS, LOAD_SIDE, select_negatives
 from myvlm_desktop.imaging import ImageError, load_array
 from myvlm_desktop.models.errors import ModelUnavailable
+from myvlm_desktop.vision import augment
 
 DATA = Path("/work/shared/data")
 SHOTS = (1, 2, 4)
@@ -82,7 +82,8 @@ def eval_pets(args, embedder_name: str) -> dict:
     started = time.perf_counter()
     views = {}
     for item in photos:  # every view embedded once, as the app does before training
-        views[item["path"]] = np.asarray(embedder.embed(augmented_views(_load(args.data / "pets_dreambooth", item))))
+        rgb = _load(args.data / "pets_dreambooth", item)
+        views[item["path"]] = np.asarray(embedder.embed(augment.array_views(rgb, HEAD_VIEWS, seed=0)))
     embed_s = time.perf_counter() - started
     labels = np.array([p["label"] for p in photos])
     paths = [p["path"] for p in photos]

@@ -1,19 +1,22 @@
 """`myvlm`: the app without a window. Every command takes --data-dir (else $MYVLM_DATA_DIR, else the
 platform's data folder). Each area registers its commands from its own module here.
 
-Exit codes: 0 done, 1 a model or job failed, 2 bad input (a malformed query, a missing folder).
+Exit codes: 0 done, 1 a model or job failed, 2 bad input (a malformed query, a missing folder), 141 the
+reader of the output went away (`myvlm errors --json | head`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
 from ..models.errors import ModelUnavailable
-from . import captions, common, concepts, library, people, perception, vlm
+from ..storage import DiskFull
+from . import captions, common, concepts, durability, interop, library, people, perception, vlm
 
-AREAS = (library, perception, people, concepts, vlm, captions)
+AREAS = (library, perception, people, concepts, vlm, captions, durability, interop)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,8 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Callable = args.handler
     try:
+        common.check_data_dir(args.data_dir)
         result = handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+    except BrokenPipeError:
+        # `myvlm ... | head -1`: the reader has what it wanted. Exit as a Unix tool killed by SIGPIPE does,
+        # with nothing on stderr; stdout goes to devnull so that Python's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     except ModelUnavailable as exc:
+        print(f"myvlm: {exc}", file=sys.stderr)
+        return 1
+    except DiskFull as exc:
         print(f"myvlm: {exc}", file=sys.stderr)
         return 1
     except common.CommandError as exc:

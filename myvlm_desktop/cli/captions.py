@@ -10,7 +10,8 @@ import os
 import sys
 
 from ..imaging import ImageError
-from .common import CommandError, emit, library, stderr_progress
+from ..pipeline.settings import CHOICES
+from .common import CommandError, StderrProgress, emit, library
 
 
 def register(sub) -> None:
@@ -32,9 +33,9 @@ def register(sub) -> None:
 
 
 def _vlm_options(p) -> None:
-    p.add_argument("--backend", choices=("smolvlm", "blip2", "llava"), help="the VLM (default: the setting)")
+    p.add_argument("--backend", choices=CHOICES["vlm_backend"], help="the VLM (default: the setting)")
     p.add_argument("--model", help="a model name or a local model folder (default: the setting)")
-    p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="where to run it (default: the setting)")
+    p.add_argument("--device", choices=CHOICES["device"], help="where to run it (default: the setting)")
 
 
 def _backend(args, lib):
@@ -60,7 +61,7 @@ def caption(args) -> None:
     lib = library(args)
     backend = _backend(args, lib)
     if args.all:
-        counts = caption_library(lib, backend, control=_Progress())
+        counts = caption_library(lib, backend, control=StderrProgress())
         emit(counts, args.json, ", ".join(f"{k} {v}" for k, v in counts.items()))
         return
     try:
@@ -104,10 +105,3 @@ def _ask_library(args, lib, question: str) -> None:
 def _plain_text(text: str, args) -> str:
     """Streamed text is already on screen: end the line instead of printing it twice."""
     return "" if _stream(args) is not None else text
-
-
-class _Progress:
-    """The caption job's progress on stderr; Ctrl+C stops it (what was captioned stays)."""
-
-    def progress(self, done: int, total: int, message: str = "") -> None:
-        stderr_progress(done, total, message)

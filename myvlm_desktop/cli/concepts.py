@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .common import CommandError, emit, library, stderr_progress
+from .common import CommandError, StderrProgress, emit, library
 
 # The heads need torch and the vision engines; they are imported inside the commands so that `myvlm`
 # starts at once for every other command.
@@ -42,12 +42,12 @@ def train(args) -> None:
         concepts = [_row(lib, args.concept)["id"]]
     force = args.force or concepts is not None  # naming a concept means "train it now"
     if args.no_detect:
-        heads, problems = ensure_heads(lib, concepts, force=force, progress=stderr_progress)
+        heads, problems = ensure_heads(lib, concepts, force=force, progress=StderrProgress())
         names = {r["id"]: r["name"] for r in lib.db.query("SELECT id, name FROM concepts")}
         result = {"trained": sorted(h.meta["concept"] for h in heads.values()),
                   "problems": {names[k]: v for k, v in problems.items()}}
     else:
-        result = detect_library(lib, concepts, force=force, progress=stderr_progress)
+        result = detect_library(lib, concepts, force=force, progress=StderrProgress())
     emit(result, args.json, _train_text(result))
     if result["problems"] and not (result.get("marked") or result.get("trained")):
         raise CommandError("no head could be trained", code=1)

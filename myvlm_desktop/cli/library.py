@@ -9,7 +9,7 @@ from ..library.scan import scan_library
 from ..library.search import QueryError, search
 from ..library.store import LibraryError
 from ..library.watch import Watcher
-from .common import CommandError, emit, library, stderr_progress
+from .common import CommandError, StderrProgress, emit, library, positive_int
 
 
 def register(sub) -> None:
@@ -36,7 +36,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("search", help='find photos: words, "phrases", @Name, AND/OR/NOT, (), dates')
     p.add_argument("query")
-    p.add_argument("--limit", type=int, default=500)
+    p.add_argument("--limit", type=positive_int, default=500)
     p.add_argument("--order", choices=("auto", "relevance", "date"), default="auto",
                    help="auto: by relevance when the query has words, else newest first")
     p.add_argument("--json", action="store_true")
@@ -62,7 +62,7 @@ def scan(args) -> None:
     lib = library(args)
     if not lib.folders():
         raise CommandError("no folders in the library yet: run `myvlm add-folder PATH` first")
-    counts = scan_library(lib, progress=stderr_progress)
+    counts = scan_library(lib, progress=StderrProgress())
     emit(counts, args.json, ", ".join(f"{k} {v}" for k, v in counts.items()))
     if args.watch:
         _watch(lib)

@@ -34,11 +34,15 @@ def register(sub) -> None:
     c.add_argument("photos", nargs="+", metavar="PHOTO", help="a photo's path or id")
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=concept_create)
+    from .interop import register_concept_packs
+
+    register_concept_packs(concept_sub)
 
     _op(sub, "name", "name a cluster (a new concept, or joins the concept of that name)",
         [("cluster",), ("name",)], kind=True)
     _op(sub, "rename", "rename a concept", [("concept",), ("new_name",)])
-    p = _op(sub, "merge", "merge B into A (a number is a cluster, a name a concept)", [("a",), ("b",)])
+    p = _op(sub, "merge", "merge B into A (c:12 is a cluster, @Name a concept; a number no concept is called "
+                          "is a cluster, other text a concept)", [("a",), ("b",)])
     p.add_argument("--keep", help="which of the two survives (default A)")
     _op(sub, "split", "move the given faces of a cluster to a new cluster", [("cluster",), ("faces", "+")])
     _op(sub, "move", "put a face in another cluster", [("face",), ("cluster",)])
@@ -78,7 +82,7 @@ def _run(name: str, args) -> None:
     calls = {
         "name": lambda: _ops().name_cluster(lib, _id(args.cluster, "cluster"), args.name, args.kind),
         "rename": lambda: _ops().rename_concept(lib, args.concept, args.new_name),
-        "merge": lambda: _ops().merge(lib, _ref(args.a), _ref(args.b), _ref(args.keep) if args.keep else None),
+        "merge": lambda: _ops().merge(lib, args.a, args.b, args.keep),
         "split": lambda: _ops().split(lib, _id(args.cluster, "cluster"), [_id(f, "face") for f in args.faces]),
         "move": lambda: _ops().move_face(lib, _id(args.face, "face"), _id(args.cluster, "cluster")),
         "reject": lambda: (_ops().reject_photo if args.photo else _ops().reject_face)(lib, _id(args.face, "id"),
@@ -96,6 +100,8 @@ def _run(name: str, args) -> None:
     except _ops().PeopleError as exc:
         raise CommandError(str(exc)) from None
     text = result.get("summary") if isinstance(result, dict) and "summary" in result else _describe(name, result)
+    if name in ("undo", "redo"):
+        text = f"{'undid' if name == 'undo' else 'redid'}: {text}"
     emit(result, args.json, text)
 
 
@@ -106,22 +112,33 @@ def _describe(name: str, result: dict) -> str:
 
 
 def _id(value: str, what: str) -> int:
+    if what == "cluster" and value.lower().startswith("c:"):  # the unambiguous form merge takes
+        value = value[2:]
     try:
         return int(value)
     except ValueError:
         raise CommandError(f"not a {what} number: {value!r}") from None
 
 
-def _ref(value: str) -> int | str:
-    """A number is a cluster id, anything else a concept name."""
-    return int(value) if value.strip().isdigit() else value
-
-
 def people(args) -> None:
-    clusters = _ops().list_clusters(library(args), include_hidden=args.hidden, kind=args.kind, members=args.members)
+    from ..people.listing import cluster_members, list_clusters
+
+    db = library(args).db
+    clusters = list_clusters(db, hidden=args.hidden, kind=args.kind)
+    for c in clusters:
+        del c["cover"]  # what the window draws; cover_path and cover_box say the same in text
+        if args.members:
+            c["members"] = [_member(m) for m in cluster_members(db, c["id"])]
     lines = [f"{c['id']:>6}  {c['size']:>5}  {(c['concept'] or '-'):<20} {c['kind'] or c['cluster_kind']:<7}"
              f"{' hidden' if c['hidden'] else ''}  {c['cover_path'] or ''}" for c in clusters]
     emit(clusters, args.json, "\n".join(lines) or "no clusters yet: index photos, then run `myvlm cluster`")
+
+
+def _member(m: dict) -> dict:
+    face = not m.get("whole")
+    x1, y1, x2, y2 = m["box"]
+    return {"face": m["id"] if face else None, "photo": m["photo_id"], "path": m["shown_path"],
+            "box": [x1, y1, x2, y2] if face else None, "area": (x2 - x1) * (y2 - y1) if face else None}
 
 
 def concept_create(args) -> None:
@@ -136,14 +153,18 @@ def concept_create(args) -> None:
 
 
 def _photo_id(lib, value: str) -> int:
-    """A photo of the library by path (as given or resolved) or by id."""
+    """A usable photo of the library by path (as given or resolved) or by id."""
+    row = None
     for candidate in (value, os.path.abspath(value), str(Path(value).expanduser().resolve())):
-        row = lib.photo_by_path(candidate)
-        if row is not None:
-            return row["id"]
-    if value.isdigit() and lib.photo(int(value)) is not None:
-        return int(value)
-    raise CommandError(f"not a photo of the library: {value} (add its folder and scan first)")
+        row = row or lib.photo_by_path(candidate)
+    if row is None and value.isdigit():
+        row = lib.photo(int(value))
+    if row is None:
+        raise CommandError(f"not a photo of the library: {value} (add its folder and scan first)")
+    if row["status"] != "ok":
+        why = row["error"] or "the file is missing"
+        raise CommandError(f"{value} cannot be used: {why} (see `myvlm errors`)")
+    return row["id"]
 
 
 def suggest(args) -> None:

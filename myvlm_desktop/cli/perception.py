@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from .. import config
 from ..imaging import ImageError, load_array
-from .common import CommandError, emit, library, stderr_progress
+from ..models.errors import ModelUnavailable
+from ..sizes import human_size
+from .common import CommandError, StderrProgress, emit, library, positive_int
+
+# as vision/faces.ENGINES and vision/embed.EMBEDDERS, which `myvlm --help` must not import
+FACE_ENGINES = ("auto", "dlib", "dlib-cnn", "insightface")
+EMBEDDERS = ("sscd", "clip")
 
 
 def register(sub) -> None:
@@ -22,15 +27,16 @@ def register(sub) -> None:
     q.set_defaults(handler=models_download)
 
     p = sub.add_parser("index", help="find faces and compute image embeddings for photos not yet indexed")
-    p.add_argument("--face-engine", default="auto", help="auto | dlib | dlib-cnn | insightface (default auto)")
-    p.add_argument("--embedder", default="sscd", help="sscd | clip (default sscd)")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--face-engine", default="auto", choices=FACE_ENGINES, help="default auto")
+    p.add_argument("--embedder", default="sscd", choices=EMBEDDERS, help="default sscd")
+    p.add_argument("--workers", type=positive_int, default=2)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=index)
 
     p = sub.add_parser("faces", help="the faces of one photo (stored ones when it is indexed, else found now)")
     p.add_argument("path")
-    p.add_argument("--engine", default="auto", help="engine for a photo that is not indexed (default auto)")
+    p.add_argument("--engine", default="auto", choices=FACE_ENGINES,
+                   help="engine for a photo that is not indexed (default auto)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=faces)
 
@@ -51,43 +57,27 @@ def models_list(args) -> None:
     from ..models.registry import list_models
 
     rows = list_models(_models_dir(args))
-    lines = [f"{'yes' if r['available'] else 'no ':>3}  {r['kind']:<8} {r['name']:<38} {_size(r['size']):>9}  "
+    lines = [f"{'yes' if r['available'] else 'no ':>3}  {r['kind']:<8} {r['name']:<38} {human_size(r['size']) or '-':>9}  "
              f"{r['path'] or r.get('reason', '')}" for r in rows]
     emit(rows, args.json, "\n".join(lines))
 
 
 def models_download(args) -> None:
-    from ..models.registry import download_model
+    from ..models.registry import MODELS, download_model, spec
 
-    def progress(done: int, total: int) -> None:
-        if sys.stderr.isatty() or done == total:
-            end = "\n" if done == total else ""
-            print(f"\r{_size(done)} / {_size(total) if total else '?'}", end=end, file=sys.stderr, flush=True)
-
-    path = download_model(args.name, progress=progress, models_dir=_models_dir(args))
+    try:
+        spec(args.name)
+    except ModelUnavailable:
+        raise CommandError(f"no model called {args.name!r}; known: {', '.join(m.name for m in MODELS)}") from None
+    path = download_model(args.name, progress=StderrProgress(unit="B"), models_dir=_models_dir(args))
     print(f"{args.name}: {path}")
 
 
-def _size(n: int | None) -> str:
-    if not n:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
-
-
 # -- index ----------------------------------------------------------------------------------------------------
-class _StderrProgress:
-    def progress(self, done: int, total: int, message: str = "") -> None:
-        stderr_progress(done, total, message)
-
-
 def index(args) -> None:
     from ..pipeline.index import index_library
 
-    result = index_library(library(args), control=_StderrProgress(), face_engine=args.face_engine,
+    result = index_library(library(args), control=StderrProgress(), face_engine=args.face_engine,
                            embedder=args.embedder, workers=args.workers)
     text = (f"{result['indexed']} photos indexed, {result['faces']} faces, {result['errors']} errors "
             f"(faces: {result['face_engine'] or 'skipped'}, embeddings: {result['embedder'] or 'skipped'})")
@@ -97,8 +87,10 @@ def index(args) -> None:
 
 # -- faces PATH -----------------------------------------------------------------------------------------------
 def faces(args) -> None:
-    lib = library(args)
     path = os.path.abspath(os.path.expanduser(args.path))
+    if not os.path.exists(path):
+        raise CommandError(f"no such file: {args.path}")
+    lib = library(args)
     row = lib.photo_by_path(path) or lib.photo_by_path(os.path.realpath(path))
     stored = _stored_faces(lib, row["id"]) if row is not None else None
     if stored is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from safetensors.numpy import load as load_tensors
 from safetensors.numpy import save as save_tensors
 
+from ..storage import atomic_write_bytes
 from .linear import LinearHead
 from .person import PersonHead
 
@@ -92,6 +92,11 @@ def _tensors(model: PersonHead | LinearHead) -> dict[str, np.ndarray]:
 
 def _model(meta: dict, tensors: dict[str, np.ndarray], path: Path) -> PersonHead | LinearHead:
     kind = meta.get("kind")
+    for name, values in tensors.items():  # a head of NaNs would match everyone, or no one, silently
+        if not np.issubdtype(values.dtype, np.floating):
+            raise ConceptFileError(path, f"{name} holds {values.dtype} values, not floats")
+        if not np.isfinite(values).all():
+            raise ConceptFileError(path, f"{name} holds NaN or infinite values")
     try:
         if kind == "person":
             return PersonHead(tensors["keys"], float(meta["threshold"]), tensors["negatives"])
@@ -127,9 +132,4 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _atomic_write(target: Path, data: bytes) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    atomic_write_bytes(target, data)  # DiskFull on a full disk; the previous head stays whole

@@ -20,7 +20,8 @@ from ..library.db import Database, from_blob, now
 from ..library.store import Library, open_path
 from ..models.errors import ModelUnavailable
 from ..people.ops import concept_members as people_members
-from .augment import augmented_views
+from ..vision import augment
+from ..vision.boxes import iou
 from .engines import embedder_for, face_engine_for
 from .linear import TrainConfig, TrainingError, train_linear_head
 from .person import PersonHead, representative_keys
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 HARD_NEGATIVES = 100     # the user's photos most like the concept: what the head must learn to tell apart
 SPREAD_NEGATIVES = 50    # plus a spread over the rest, so ordinary photos are covered too (MyVLM used ~150)
 MAX_NEGATIVE_KEYS = 256
+HEAD_VIEWS = 8           # the photo and 7 augmented views (flip, rotation up to 30 degrees), embedded once
 LOAD_SIDE = 768          # decode training photos at most this big: embedders look at a few hundred pixels
 PERSON_KIND = "person"
 SAME_FACE_IOU = 0.3      # two boxes overlapping this much are one face found twice, not two people
@@ -50,7 +52,7 @@ def concept_row(db: Database, concept: int | str):
     if isinstance(concept, int) or str(concept).isdigit():
         row = conn.execute("SELECT * FROM concepts WHERE id = ?", (int(concept),)).fetchone()
     else:
-        row = conn.execute("SELECT * FROM concepts WHERE name = ? COLLATE NOCASE OR identifier = ?",
+        row = conn.execute("SELECT * FROM concepts WHERE name_key(name) = name_key(?) OR identifier = ?",
                            (concept, concept)).fetchone()
     if row is None:
         names = ", ".join(r[0] for r in conn.execute("SELECT name FROM concepts ORDER BY name LIMIT 8"))
@@ -239,18 +241,11 @@ def _companions(db: Database, positives: list) -> list:
     for r in positives:
         boxes.setdefault(r["photo_id"], []).append(_box(r))
     rows = _rows_by_id(db, f"SELECT {FACE_COLUMNS} FROM faces WHERE photo_id IN ({{}})", boxes)
-    return [r for r in rows if max(_iou(_box(r), b) for b in boxes[r["photo_id"]]) < SAME_FACE_IOU]
+    return [r for r in rows if max(iou(_box(r), b) for b in boxes[r["photo_id"]]) < SAME_FACE_IOU]
 
 
 def _box(row) -> tuple[float, float, float, float]:
     return row["x1"], row["y1"], row["x2"], row["y2"]
-
-
-def _iou(a, b) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / union if union > 0 else 0.0
 
 
 def _face_threshold(engine_id: str, face_engine) -> float:
@@ -323,7 +318,7 @@ def _embedded_views(library: Library, photo_id: int, embedder) -> np.ndarray | N
     except ImageError as exc:
         log.warning("photo %s left out of augmentation: %s", photo_id, exc)
         return None
-    return np.asarray(embedder.embed(augmented_views(rgb)), np.float32)
+    return np.asarray(embedder.embed(augment.array_views(rgb, HEAD_VIEWS, seed=photo_id)), np.float32)
 
 
 def _originals(groups: np.ndarray) -> np.ndarray:

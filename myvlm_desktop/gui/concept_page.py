@@ -7,6 +7,7 @@ import html
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -55,7 +56,15 @@ class ConceptPage(QWidget):
         splitter.setSizes([220, 800])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(20, 14, 20, 10)
-        layout.addWidget(heading("Concepts"))
+        self.import_button = QPushButton("Import pack…")
+        self.import_button.setObjectName("flat")
+        self.import_button.setToolTip("Install a concept pack (.myvlm) made on another computer")
+        self.import_button.clicked.connect(self._ask_import)
+        title = QHBoxLayout()
+        title.addWidget(heading("Concepts"))
+        title.addStretch(1)
+        title.addWidget(self.import_button)
+        layout.addLayout(title)
         layout.addWidget(splitter, 1)
         bridge.updated.connect(self._job_updated)
 
@@ -101,9 +110,14 @@ class ConceptPage(QWidget):
         info.addWidget(self.bar)
         info.addWidget(heading("Sample captions", "sectionTitle"))
         info.addWidget(self.captions)
+        self.export_button = QPushButton("Export pack…")
+        self.export_button.setObjectName("flat")
+        self.export_button.setToolTip("Save this concept's head, embeddings and a few thumbnails as a .myvlm file")
+        self.export_button.clicked.connect(self._ask_export)
         top = QHBoxLayout()
         top.addWidget(self.title)
         top.addWidget(self.kind, 1)
+        top.addWidget(self.export_button)
         layout = QVBoxLayout(page)
         layout.setContentsMargins(12, 0, 0, 0)
         layout.addLayout(top)
@@ -180,6 +194,45 @@ class ConceptPage(QWidget):
             self.captions.setText("".join(f"<p>“{html.escape(c['text'])}”</p>" for c in captions))
         else:
             self.captions.setText(f"<span style='color:{theme.MUTED.name()}'>No personalized captions yet.</span>")
+
+    # -- concept packs ----------------------------------------------------------------------------------------
+    def ask_save_path(self, suggested: str) -> str:
+        return QFileDialog.getSaveFileName(self, "Export concept pack", suggested, "Concept packs (*.myvlm)")[0]
+
+    def ask_open_path(self) -> str:
+        return QFileDialog.getOpenFileName(self, "Import concept pack", "", "Concept packs (*.myvlm)")[0]
+
+    def _ask_export(self) -> None:
+        if self.concept is None:
+            return
+        path = self.ask_save_path(f"{self.concept['name']}.myvlm")
+        if path:
+            self.export_pack(self.concept["name"], path)
+
+    def _ask_import(self) -> None:
+        path = self.ask_open_path()
+        if path:
+            self.import_pack(path)
+
+    def export_pack(self, name: str, path: str) -> None:
+        from ..interop import pack
+
+        run_task(pack.export_concept, self.session.library, name, path, owner=self,
+                 on_done=lambda r: self.status.emit(f"Exported {r['name']} to {r['path']} ({r['bytes'] // 1024} KB)"),
+                 on_error=lambda exc: self.status.emit(f"Could not export {name}: {exc}"))
+
+    def import_pack(self, path: str) -> None:
+        """Install a pack (from the button or a file dropped on the window); the status line says how it went."""
+        from ..interop import pack
+
+        run_task(pack.import_pack, self.session.library, path, owner=self, on_done=self._imported,
+                 on_error=lambda exc: self.status.emit(f"Could not import {path}: {exc}"))
+
+    def _imported(self, result: dict) -> None:
+        skipped = f"; not installed: {'; '.join(result['not_installed'])}" if result["not_installed"] else ""
+        self.status.emit(f"Imported {result['concept']} ({', '.join(result['installed']) or 'the name only'})"
+                         f"{skipped}")
+        self.refresh()
 
     # -- training -------------------------------------------------------------------------------------------
     def train(self, force: bool) -> None:

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from ..models import registry
 from ..pipeline.settings import CHOICES
+from ..sizes import human_size
 from . import theme
 from .widgets import heading, muted
 from .workers import run_task
@@ -153,6 +154,7 @@ class SettingsDialog(QDialog):
     """Folders, engines, VLM, device and data folder. The caller applies the change off the GUI thread."""
 
     open_models = Signal()
+    restore_backup = Signal(str)  # Settings > Library > Restore: the backup file chosen
 
     def __init__(self, settings: dict, folders: list[str], data_dir: str, parent=None):
         super().__init__(parent)
@@ -197,7 +199,21 @@ class SettingsDialog(QDialog):
         layout.addWidget(heading("Engines", "sectionTitle"))
         layout.addLayout(form)
         layout.addWidget(muted("A new data folder is used from the next start."))
+        layout.addWidget(heading("Library", "sectionTitle"))
+        restore = QPushButton("Restore from a backup…")
+        restore.setObjectName("restoreBackup")
+        restore.clicked.connect(self.choose_backup)
+        layout.addWidget(restore)
         layout.addLayout(bottom)
+
+    def choose_backup(self) -> None:
+        """Pick a backup (the backups folder first); the window restores it and this dialog closes."""
+        start = str(Path(self.original_data_dir) / "backups")
+        path, _ = QFileDialog.getOpenFileName(self, "Restore the library from a backup", start,
+                                              "Library backups (*.sqlite3)")
+        if path:
+            self.restore_backup.emit(path)
+            self.reject()
 
     def change(self) -> SettingsChange:
         values = {key: combo.currentData() for key, combo in self.combos.items()}
@@ -218,17 +234,6 @@ KIND_NAMES = {"face": "Faces", "embedder": "Image features", "vlm": "Vision-lang
 
 def _field(model, name: str, default=None):
     return model.get(name, default) if isinstance(model, dict) else getattr(model, name, default)
-
-
-def _size(value) -> str:
-    if not value:
-        return ""
-    value = float(value)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit in ("B", "KB") else f"{value:.1f} {unit}"
-        value /= 1024
-    return ""
 
 
 class _DownloadProgress(QObject):
@@ -304,7 +309,7 @@ class ModelManagerDialog(QDialog):
             self.table.insertRow(row)
             name = str(_field(model, "name", "?"))
             available = bool(_field(model, "available", False))
-            size = _size(_field(model, "size") or _field(model, "size_bytes"))
+            size = human_size(_field(model, "size") or _field(model, "size_bytes"))
             cells = [name, KIND_NAMES.get(_field(model, "kind", ""), _field(model, "kind", "")),
                      size if available or not size else f"{size} download",
                      "Installed" if available else "Not installed"]
@@ -346,7 +351,7 @@ class ModelManagerDialog(QDialog):
         if total:
             self.bar.setRange(0, 1000)
             self.bar.setValue(int(done / total * 1000))
-            self.message.setText(f"Downloading {name}… {_size(done)} of {_size(total)}")
+            self.message.setText(f"Downloading {name}… {human_size(done)} of {human_size(total)}")
         else:
             self.bar.setRange(0, 0)  # size unknown: a busy bar
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -75,6 +75,24 @@ class MainWindow(QMainWindow):
         self._update_library_header()
         self.refresh_all()
         self.show_page("library")
+        self.setAcceptDrops(True)  # a .myvlm concept pack dropped on the window is imported
+
+    # -- concept packs dropped on the window -------------------------------------------------------------
+    def _dropped_packs(self, event) -> list[str]:
+        urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
+        return [u.toLocalFile() for u in urls if u.isLocalFile() and u.toLocalFile().lower().endswith(".myvlm")]
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if self._dropped_packs(event):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        packs = self._dropped_packs(event)
+        if packs:
+            event.acceptProposedAction()
+            self.show_page("concepts")
+            for path in packs:
+                self.concept_page.import_pack(path)
 
     # -- layout ---------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -386,6 +404,7 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(self.session.settings, self.session.library.folders(), str(self.session.library.root),
                                 self)
         dialog.open_models.connect(self.open_models)
+        dialog.restore_backup.connect(self.restore_backup)
         if dialog.exec() == SettingsDialog.DialogCode.Accepted:
             self.apply_settings(dialog.change())
 
@@ -414,6 +433,20 @@ class MainWindow(QMainWindow):
             self.refresh_all()
 
         run_task(apply, on_done=applied, on_error=lambda e: self.flash(f"Settings not saved: {e}"), owner=self)
+
+    def restore_backup(self, path: str) -> None:
+        """Put a backup in place of the library while the app runs; stale heads and embeddings retrain."""
+        from ..pipeline.restore import reconcile_derived
+
+        def restore() -> dict:
+            self.session.db.restore(path)
+            return reconcile_derived(self.session.library)
+
+        def restored(result: dict) -> None:
+            self.flash(f"Library restored from {os.path.basename(path)}.")
+            self.refresh_all()
+
+        run_task(restore, on_done=restored, on_error=lambda e: self.flash(f"Not restored: {e}"), owner=self)
 
     def open_models(self) -> ModelManagerDialog:
         """The model manager, window-modal (the window keeps painting job progress behind it)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
@@ -129,8 +130,17 @@ class PhotoListModel(QAbstractListModel):
                 return None
             thumb = str(self.thumbnail_path(content_hash))
             return self.cache.get(("thumb", content_hash, self.side),
-                                  lambda: read_scaled(thumb, self.side, square=True))
+                                  lambda: read_scaled(thumb, self.side, square=True)
+                                  or self._rebuilt(thumb, content_hash, path))
         return None
+
+    def _rebuilt(self, thumb: str, content_hash: str, path: str):
+        """A cache entry that is not an image: made again from the photo (in the loader's worker)."""
+        from ..library import thumbs
+
+        if thumbs.rebuild(Path(thumb).parent.parent, content_hash, path) is None:
+            return None
+        return read_scaled(thumb, self.side, square=True)
 
     def _thumbnail_loaded(self, key) -> None:
         if not (isinstance(key, tuple) and key[0] == "thumb" and key[2] == self.side):

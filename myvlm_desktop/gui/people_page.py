@@ -30,18 +30,18 @@ KIND_LABELS = {"person": "Person", "pet": "Pet", "object": "Thing"}
 
 
 def card_title(cluster: dict) -> str:
-    return cluster["name"] or ("Unnamed" if cluster["kind"] == "face" else "Unnamed group")
+    return cluster["concept"] or ("Unnamed" if cluster["cluster_kind"] == "face" else "Unnamed group")
 
 
 def card_rows(clusters: list[dict]) -> list[dict]:
     rows = []
     for c in clusters:
         cover = c.get("cover") or {}
-        noun = "face" if c["kind"] == "face" else "photo"
-        kind = KIND_LABELS.get(c.get("concept_kind") or "", "")
+        noun = "face" if c["cluster_kind"] == "face" else "photo"
+        kind = KIND_LABELS.get(c.get("kind") or "", "")
         rows.append({"id": c["id"], "path": cover.get("path"), "box": cover.get("box"), "size": cover.get("size"),
                      "hash": cover.get("hash"), "whole": cover.get("whole", False),
-                     "title": card_title(c), "named": bool(c["name"]),
+                     "title": card_title(c), "named": bool(c["concept"]),
                      "subtitle": f"{c['size']} {noun}{'s' if c['size'] != 1 else ''}" + (f" · {kind}" if kind else ""),
                      "cluster": c})
     return rows
@@ -213,7 +213,7 @@ class PeoplePage(QWidget):
             if item["id"] in selected:
                 self.grid.selectionModel().select(self.clusters_model.index(row),
                                                   self.grid.selectionModel().SelectionFlag.Select)
-        named = sum(1 for c in clusters if c["name"])
+        named = sum(1 for c in clusters if c["concept"])
         self.count.setText(f"{len(clusters)} groups · {named} named" if clusters else "")
         self.body.setCurrentWidget(self.grid if clusters else self.empty)
         self.suggestions.set_suggestions(suggestions)
@@ -255,10 +255,10 @@ class PeoplePage(QWidget):
         self.pending_rename = None
         if cluster is None or not cluster.get("concept_id"):
             return False
-        answer = QMessageBox.question(self, "Merge?", f"{error.name} already exists. Merge {cluster['name']} into "
+        answer = QMessageBox.question(self, "Merge?", f"{error.name} already exists. Merge {cluster['concept']} into "
                                       f"{error.name}?")
         if answer == QMessageBox.StandardButton.Yes:
-            self.op("merge", error.name, cluster["name"], keep=error.name, done_message=f"Merged into {error.name}")
+            self.op("merge", error.name, cluster["concept"], keep=error.name, done_message=f"Merged into {error.name}")
         return True
 
     def name_selected(self) -> None:
@@ -267,14 +267,14 @@ class PeoplePage(QWidget):
             self.name_cluster(clusters[0])
 
     def name_cluster(self, cluster: dict) -> None:
-        dialog = NameDialog(concept_names(self.session.db), cluster["name"] or "", cluster.get("concept_kind") or
-                            ("person" if cluster["kind"] == "face" else "pet"),
-                            "Rename" if cluster["name"] else "Who is this?", self)
+        dialog = NameDialog(concept_names(self.session.db), cluster["concept"] or "", cluster.get("kind") or
+                            ("person" if cluster["cluster_kind"] == "face" else "pet"),
+                            "Rename" if cluster["concept"] else "Who is this?", self)
         if dialog.exec() != NameDialog.DialogCode.Accepted:
             return
         name, kind = dialog.value()
         self.pending_rename = cluster
-        if cluster["name"] and cluster.get("concept_id"):
+        if cluster["concept"] and cluster.get("concept_id"):
             self.op("rename_concept", cluster["concept_id"], name, done_message=f"Renamed to {name}")
         else:
             self.op("name_cluster", cluster["id"], name, kind=kind, done_message=f"Named {name}")
@@ -351,10 +351,10 @@ class PeoplePage(QWidget):
     def _show_members(self, cluster: dict, members: list[dict]) -> None:
         self.open_cluster = cluster
         self.detail_title.setText(card_title(cluster))
-        noun = "faces" if cluster["kind"] == "face" else "photos"
+        noun = "faces" if cluster["cluster_kind"] == "face" else "photos"
         self.detail_count.setText(f"{cluster['size']} {noun}")
         self.faces_model.set_rows(members)
-        self.rename_button.setText("Rename…" if cluster["name"] else "Name…")
+        self.rename_button.setText("Rename…" if cluster["concept"] else "Name…")
         self._face_selection_changed()
 
     def show_overview(self) -> None:
@@ -363,7 +363,7 @@ class PeoplePage(QWidget):
 
     def _face_selection_changed(self, *args) -> None:
         n = len(self.faces_grid.selected_rows())
-        is_face = bool(self.open_cluster and self.open_cluster["kind"] == "face")
+        is_face = bool(self.open_cluster and self.open_cluster["cluster_kind"] == "face")
         self.split_button.setEnabled(n >= 1 and is_face)
         self.move_button.setEnabled(n >= 1 and is_face)
         self.reject_button.setEnabled(n >= 1 and bool(self.open_cluster and self.open_cluster.get("concept_id")))
@@ -382,7 +382,7 @@ class PeoplePage(QWidget):
         if not faces or self.open_cluster is None:
             return
         others = [(c["id"], f"{card_title(c)} ({c['size']})") for c in self.session.people.clusters()
-                  if c["id"] != self.open_cluster["id"] and c["kind"] == "face"]
+                  if c["id"] != self.open_cluster["id"] and c["cluster_kind"] == "face"]
         if not others:
             return
         dialog = ChoiceDialog("Move faces", f"Move {len(faces)} face(s) to:", others, self)
@@ -395,7 +395,7 @@ class PeoplePage(QWidget):
         concept = self.open_cluster.get("concept_id") if self.open_cluster else None
         if faces and concept:
             for face in faces:
-                self.op("reject_face", face, concept, done_message=f"Marked as not {self.open_cluster['name']}")
+                self.op("reject_face", face, concept, done_message=f"Marked as not {self.open_cluster['concept']}")
 
     def cover_selected(self) -> None:
         faces = self.selected_faces()

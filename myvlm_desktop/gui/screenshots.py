@@ -60,7 +60,7 @@ def build_library(session, folder: Path) -> dict:
     job = session.process_all()
     job.wait()
     facts = {"process": job.status.state, "result": job.status.result}
-    clusters = [c for c in session.people.clusters() if c["kind"] == "face"]
+    clusters = [c for c in session.people.clusters() if c["cluster_kind"] == "face"]
     names = iter(["Alice", "Mia"])
     for cluster in clusters[:2]:
         session.people.op("name_cluster", cluster["id"], next(names), kind="person")
@@ -112,7 +112,7 @@ def render(outdir: Path, work: Path) -> list[Path]:
     settle(app, window)
     shots.append(save(window, outdir, "people"))
 
-    named = [c for c in session.people.clusters() if c["name"]]
+    named = [c for c in session.people.clusters() if c["concept"]]
     if named:
         photo_id = max(((row[0], len(session.views.photo_detail(row[0])["faces"])) for row in session.views.photo_page(0, 50)),
                        key=lambda pair: pair[1])[0]
@@ -124,7 +124,7 @@ def render(outdir: Path, work: Path) -> list[Path]:
     settle(app, window)
     shots.append(save(window, outdir, "concepts"))
 
-    query = f"@{named[0]['name']}" if named else "picnic"
+    query = f"@{named[0]['concept']}" if named else "picnic"
     window.search_bar.setText(query)
     window.run_search(query)
     settle(app, window)
@@ -132,7 +132,7 @@ def render(outdir: Path, work: Path) -> list[Path]:
 
     window.chat.set_scope("library")
     if named:
-        window.chat.input.setText(f"How many photos of <{named[0]['name']}> do I have?")
+        window.chat.input.setText(f"How many photos of <{named[0]['concept']}> do I have?")
         window.chat.send()
         deadline = time.monotonic() + 300
         while window.chat.busy and time.monotonic() < deadline:

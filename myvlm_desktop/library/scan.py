@@ -51,7 +51,8 @@ def scan_library(library: Library, progress: Progress | None = None, subpaths: I
                  workers: int = 2) -> dict[str, int]:
     """Scan every library folder (or only `subpaths` inside them) and return counts of what changed."""
     folders = [(r["id"], r["path"]) for r in library.db.query("SELECT id, path FROM folders")]
-    roots = _roots(folders, subpaths)
+    online = _update_offline(library, folders)
+    roots = [(fid, root) for fid, root in _roots(folders, subpaths) if fid in online]
     listed = [item for folder_id, root in roots for item in walk(root, folder_id)]
     known = _known_rows(library, [root for _, root in roots])
     seen = {display_path(item.path) for item in listed}
@@ -74,10 +75,39 @@ def scan_library(library: Library, progress: Progress | None = None, subpaths: I
                 progress(done, total, display_path(result.listed.path))
     finally:  # on cancel, drop the files not yet started instead of reading them all first
         pool.shutdown(wait=True, cancel_futures=True)
-    counts["missing"] = library.db.write(_mark_missing, [row["id"] for row in vanished.values()])
+    gone = online - _update_offline(library, folders)  # unplugged during the scan: offline, not missing
+    gone_roots = tuple(root.rstrip(os.sep) + os.sep for fid, root in folders if fid in gone)
+    lost = [row["id"] for path, row in vanished.items() if not path.startswith(gone_roots)] if gone_roots else \
+        [row["id"] for row in vanished.values()]
+    counts["missing"] = library.db.write(_mark_missing, lost)
     if counts["indexed"] or counts["moved"] or counts["missing"]:
         library.db.notify("photos", counts)
     return counts
+
+
+def folder_online(path: str) -> bool:
+    """A library folder is online while it is there: an unplugged drive or a share that is down is not."""
+    return os.path.isdir(path)
+
+
+def _update_offline(library: Library, folders: list[tuple[int, str]]) -> set[int]:
+    """Record which folders went away or came back; returns the ids of the folders that are there."""
+    online = {fid for fid, path in folders if folder_online(path)}
+    offline = [fid for fid, _ in folders if fid not in online]
+
+    def write(conn):
+        changed = conn.execute(
+            f"UPDATE folders SET offline_since = ? WHERE offline_since IS NULL AND id IN ({','.join('?' * len(offline))})",
+            [now(), *offline]).rowcount if offline else 0
+        if online:
+            changed += conn.execute(
+                f"UPDATE folders SET offline_since = NULL WHERE offline_since IS NOT NULL "
+                f"AND id IN ({','.join('?' * len(online))})", list(online)).rowcount
+        return changed
+
+    if folders and library.db.write(write):
+        library.db.notify("folders", None)
+    return online
 
 
 def _roots(folders: list[tuple[int, str]], subpaths: Iterable[str] | None) -> list[tuple[int, str]]:
@@ -164,6 +194,7 @@ def _os_reason(exc: OSError) -> str:
 
 # -- reading one file ---------------------------------------------------------------------------------
 TRANSIENT = ("permission denied", "file vanished before it could be read")
+CHANGED_WHILE_READ = "file changed while it was being read"
 
 
 def _needs_indexing(item: Listed, row) -> bool:
@@ -171,8 +202,8 @@ def _needs_indexing(item: Listed, row) -> bool:
     if row is None or item.error:
         return True
     unchanged = row["size"] == item.size and row["mtime"] == item.mtime
-    if row["status"] == "error":
-        return not unchanged or row["error"] in TRANSIENT
+    if row["status"] == "error":  # a decoder installed since then may now read the file
+        return not unchanged or row["error"] in TRANSIENT or "decoder not installed" in (row["error"] or "")
     return not unchanged
 
 
@@ -187,25 +218,41 @@ def index_file(item: Listed, thumbs: Path) -> Indexed:
         return Indexed(item, error=item.error)
     if item.size == 0:
         return Indexed(item, error="empty file (0 bytes)")
+    suffix = imaging.suffix_of(item.path)
+    missing = imaging.missing_decoder(suffix)
+    if missing:
+        return Indexed(item, error=missing)
     try:
         data = read_file(item.path)
     except OSError as exc:
         return Indexed(item, error=_os_reason(exc))
     if len(data) > MAX_FILE_BYTES:
         return Indexed(item, error="file too large to be a photo (over 1 GiB)")
+    if _changed_since_listed(item):  # written to while we read it: the next scan (or event) reads it whole
+        return Indexed(item, error=CHANGED_WHILE_READ)
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     target = thumbnail_file(thumbs, digest)
     try:
-        info = imaging.read_photo(io.BytesIO(data), None if target.exists() else target)
+        info = imaging.read_photo(io.BytesIO(data), None if target.exists() else target, suffix=suffix)
     except imaging.ImageError as exc:
         return Indexed(item, hash=digest, error=exc.reason)
     return Indexed(item, hash=digest, info=info)
+
+
+def _changed_since_listed(item: Listed) -> bool:
+    try:
+        st = os.stat(item.path)
+    except OSError:
+        return True
+    return st.st_size != item.size or st.st_mtime != item.mtime
 
 
 # -- writing (runs on the writer thread) ---------------------------------------------------------------
 def _store_batch(conn, batch: list[Indexed], vanished: dict) -> dict[str, int]:
     counts = {"indexed": 0, "errors": 0, "moved": 0}
     for result in batch:
+        if result.error == CHANGED_WHILE_READ:  # keep the row as it was; nothing half-read is stored
+            continue
         if result.error:
             _store_error(conn, result)
             counts["errors"] += 1

@@ -198,4 +198,33 @@ MIGRATIONS: list[str] = [
         EXCEPT  -- "Rex is not in this photo" (a photo rejection; a face rejection has face_id set)
         SELECT r.concept_id, r.photo_id FROM rejections r WHERE r.face_id IS NULL AND r.photo_id IS NOT NULL;
     """,
+    # 2: a folder whose drive or share went away is offline (its photos wait for it), not missing
+    """
+    ALTER TABLE folders ADD COLUMN offline_since REAL;
+    """,
+    # 3: names imported from photo metadata (XMP regions and keywords), and faces that came from them
+    """
+    ALTER TABLE faces ADD COLUMN source TEXT NOT NULL DEFAULT 'detected';  -- 'detected' or 'metadata'
+
+    CREATE TABLE metadata_names (           -- what each photo's metadata said, and what became of it
+        id INTEGER PRIMARY KEY,
+        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,                 -- person or pet
+        origin TEXT NOT NULL,               -- mwg, mp (a region) or keyword (a name for the whole photo)
+        x1 REAL, y1 REAL, x2 REAL, y2 REAL, -- normalised, displayed frame; NULL for a keyword
+        face_id INTEGER REFERENCES faces(id) ON DELETE SET NULL,
+        concept_id INTEGER REFERENCES concepts(id) ON DELETE SET NULL,
+        outcome TEXT NOT NULL,              -- named, already, conflict, hint, pending, skipped
+        detail TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX metadata_names_photo ON metadata_names(photo_id);
+
+    CREATE TABLE metadata_imports (         -- the metadata state last imported, so unchanged photos are skipped
+        photo_id INTEGER PRIMARY KEY REFERENCES photos(id) ON DELETE CASCADE,
+        signature TEXT NOT NULL,
+        done_at REAL NOT NULL
+    );
+    """,
 ]

@@ -35,6 +35,7 @@ _TOKEN = re.compile(r'''
 ''', re.VERBOSE)
 _DATE = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?$")
 OPERATORS = {"AND", "OR", "NOT"}
+MAX_TERMS = 200  # words, phrases, names and dates; each one nests the SQL deeper (SQLite stops at depth 1000)
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,11 @@ def _date_bounds(text: str, token: Token) -> tuple[str, str] | None:
 
 
 def parse(query: str):
-    return _Parser(tokenize(query), query).parse()
+    tokens = tokenize(query)
+    terms = sum(t.kind in ("word", "phrase", "concept") for t in tokens)
+    if terms > MAX_TERMS:
+        raise QueryError(f"query too long: {terms} terms (at most {MAX_TERMS})")
+    return _Parser(tokens, query).parse()
 
 
 # -- SQL ------------------------------------------------------------------------------------------------
@@ -264,7 +269,7 @@ def concept_names(db: Database) -> list[str]:
 def _resolve_concepts(db: Database, names: list[str]) -> dict[str, int]:
     resolved = {}
     for name in names:
-        row = db.read().execute("SELECT id FROM concepts WHERE name = ? COLLATE NOCASE OR identifier = ?",
+        row = db.read().execute("SELECT id FROM concepts WHERE name_key(name) = name_key(?) OR identifier = ?",
                                 (name, f"<{name}>")).fetchone()
         if row is None:
             known = ", ".join("@" + n for n in concept_names(db)[:8]) or "none yet: name a cluster in People & Pets"

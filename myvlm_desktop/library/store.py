@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Self
 
@@ -14,9 +16,13 @@ class LibraryError(Exception):
     """A user-facing problem with a library request (a folder that does not exist, say)."""
 
 
+class DataFolderError(LibraryError, RuntimeError):
+    """The data folder is gone, or cannot be written: said once, at start, before anything is written."""
+
+
 class Library:
     def __init__(self, data_dir: str | os.PathLike | None = None):
-        self.root = config.data_dir(data_dir)
+        self.root = usable_data_dir(data_dir)
         self.db = Database(config.database_path(self.root))
         self.thumbs = config.thumbnails_dir(self.root)
 
@@ -60,6 +66,11 @@ class Library:
     def folders(self) -> list[str]:
         return [r["path"] for r in self.db.query("SELECT path FROM folders ORDER BY path")]
 
+    def offline_folders(self) -> list[str]:
+        """Folders that went away (an unplugged drive, a share that is down): their photos wait for them."""
+        return [r["path"] for r in self.db.query(
+            "SELECT path FROM folders WHERE offline_since IS NOT NULL ORDER BY path")]
+
     # -- photos ------------------------------------------------------------------------------------
     def photo(self, photo_id: int):
         return self.db.read().execute("SELECT * FROM photos WHERE id = ?", (photo_id,)).fetchone()
@@ -84,6 +95,8 @@ class Library:
             "photos": q("SELECT count(*) FROM photos WHERE status = 'ok'"),
             "errors": q("SELECT count(*) FROM photos WHERE status = 'error'"),
             "missing": q("SELECT count(*) FROM photos WHERE status = 'missing'"),
+            "offline": q("SELECT count(*) FROM photos p JOIN folders f ON f.id = p.folder_id "
+                         "WHERE f.offline_since IS NOT NULL AND p.status = 'ok'"),
             "faces": q("SELECT count(*) FROM faces f JOIN photos p ON p.id = f.photo_id WHERE p.status = 'ok'"),
             "clusters": q("SELECT count(*) FROM clusters c WHERE hidden = 0 AND (EXISTS (SELECT 1 FROM faces f "
                           "WHERE f.cluster_id = c.id) OR EXISTS (SELECT 1 FROM cluster_photos cp "
@@ -95,6 +108,28 @@ class Library:
     def errors(self) -> list[dict[str, str]]:
         rows = self.db.query("SELECT path, error FROM photos WHERE status = 'error' ORDER BY path")
         return [{"path": r["path"], "reason": r["error"]} for r in rows]
+
+
+def usable_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """The data folder, made if needed and proven writable (a probe file written and removed)."""
+    try:
+        root = config.data_dir(data_dir)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=root)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        where = exc.filename or data_dir or "the data folder"
+        raise DataFolderError(f"the data folder {where} cannot be used ({_why(exc)}): make it writable, "
+                              "plug its drive back in, or choose another one with --data-dir") from None
+    return root
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "it is read-only"
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return "it is gone"
+    return exc.strerror or str(exc)
 
 
 def display_path(path: str | bytes | os.PathLike) -> str:

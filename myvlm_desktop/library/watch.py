@@ -16,12 +16,13 @@ from collections.abc import Callable
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from .scan import scan_library
+from .scan import folder_online, scan_library
 from .store import Library
 
 # inotify drops events past its queue (16k by default) and watchdog does not tell us; after a burst this big,
 # rescan whole folders rather than trusting that every dirty folder was reported.
 BIG_BURST = 4000
+PRESENCE = 5.0  # seconds between checks that every folder is still there (drives, network shares)
 
 
 class _Collector(FileSystemEventHandler):
@@ -43,9 +44,13 @@ class _Collector(FileSystemEventHandler):
 class Watcher:
     """Watches every library folder; `debounce` seconds after the last event the dirty folders are rescanned."""
 
-    def __init__(self, library: Library, debounce: float = 1.0, on_scanned: Callable[[dict], None] | None = None):
+    def __init__(self, library: Library, debounce: float = 1.0, on_scanned: Callable[[dict], None] | None = None,
+                 presence: float = PRESENCE):
         self.library = library
         self.debounce = debounce
+        self.presence = presence
+        self._online: dict[str, bool] = {}
+        self._watches: dict[str, object] = {}
         self.on_scanned = on_scanned
         self._dirty: set[str] = set()
         self._burst = 0  # events since the last rescan
@@ -59,10 +64,34 @@ class Watcher:
 
     def start(self) -> None:
         for folder in self.library.folders():
-            if os.path.isdir(folder):
-                self._observer.schedule(_Collector(self.mark_dirty), folder, recursive=True)
+            self._online[folder] = folder_online(folder)
+            if self._online[folder]:
+                self._follow(folder)
         self._observer.start()
         self._worker.start()
+
+    def _follow(self, folder: str) -> None:
+        old = self._watches.pop(folder, None)
+        if old is not None:
+            try:
+                self._observer.unschedule(old)
+            except (KeyError, OSError):  # its inotify watch died with the folder
+                pass
+        try:
+            self._watches[folder] = self._observer.schedule(_Collector(self.mark_dirty), folder, recursive=True)
+        except OSError:  # gone again already: the next presence check sees it
+            self._online[folder] = False
+
+    def _check_presence(self) -> None:
+        """A drive unplugged or plugged back in sends no event we can rely on: look every PRESENCE seconds."""
+        for folder in self.library.folders():
+            now_online = folder_online(folder)
+            if self._online.get(folder) == now_online:
+                continue
+            self._online[folder] = now_online
+            if now_online:
+                self._follow(folder)
+            self.mark_dirty(folder)  # the scan marks it offline, or reads it again now that it is back
 
     def stop(self) -> None:
         self._stop.set()
@@ -85,7 +114,9 @@ class Watcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait()
+            if not self._wake.wait(self.presence):
+                self._check_presence()
+                continue
             self._wake.clear()
             while not self._stop.is_set():
                 with self._lock:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .. import storage
 from .errors import ModelUnavailable
 from .registry import ModelSpec
 
@@ -107,7 +108,7 @@ def fetch(url: str, part: Path, progress: Progress | None = None, expected_size:
             if reply.status_code != 206:  # the server ignored the range: start over
                 done = 0
             total = done + int(reply.headers.get("Content-Length") or 0) or expected_size
-            with open(part, "ab" if done else "wb") as out:
+            with storage.open_for_write(part, "ab" if done else "wb") as out:
                 for chunk in reply.iter_content(CHUNK):
                     out.write(chunk)
                     done += len(chunk)

@@ -1,4 +1,7 @@
-"""Density clustering of embeddings in the manner of Immich, on a FAISS k-nearest-neighbour graph.
+"""Density clustering of embeddings in the manner of Immich, on a k-nearest-neighbour graph from FAISS.
+
+The neighbour lists come from `index.VectorIndex` (exact, or IVF lists on large sets) in every run:
+incremental, full, first, and `cluster_all`.
 
 A *core* item has at least `min_faces` items (itself included) within `max_distance` (cosine distance).
 Items are either *fixed* (already in a cluster the run must not change: user decisions, named or hidden
@@ -25,7 +28,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-from .index import BULK_EXACT_LIMIT, VectorIndex, self_knn
+from .index import VectorIndex
 
 
 @dataclass(frozen=True)
@@ -219,15 +222,13 @@ def _renumber_new(labels: np.ndarray) -> np.ndarray:
     return labels
 
 
-def cluster_all(vectors: np.ndarray, params: ClusterParams, index: VectorIndex | None = None,
-                exact_limit: int = BULK_EXACT_LIMIT) -> np.ndarray:
+def cluster_all(vectors: np.ndarray, params: ClusterParams, index: VectorIndex | None = None) -> np.ndarray:
     """Cluster a plain set of vectors (no fixed items): labels 0..k-1, -1 for noise (sklearn's convention).
 
-    The k-NN lists come from `index` when given, else from `self_knn` (exact up to `exact_limit`).
+    The k-NN lists come from `index` (which holds `vectors` under ids 0..n-1), else from a VectorIndex
+    built here by the same rule as the library's (exact up to `index.EXACT_LIMIT` vectors, IVF beyond).
     """
     ids = np.arange(len(vectors), dtype=np.int64)
-    k = max(params.neighbours, params.min_faces)
-    neighbours = (index.search(vectors, k) if index is not None
-                  else self_knn(vectors, ids, k, exact_limit, max_distance=params.max_distance))
-    labels = cluster_items(None, ids, None, params, neighbours=neighbours)
+    index = index if index is not None else VectorIndex.build(ids, vectors)
+    labels = cluster_items(index, ids, vectors, params)
     return np.where(labels < 0, -labels - 1, -1)

@@ -1,10 +1,17 @@
 """Nearest-neighbour search over embeddings with FAISS, and its on-disk cache beside the database.
 
+Every neighbour search of the app goes through `VectorIndex`: the incremental clustering run (a few new
+faces), a full re-cluster and a first run (every face) query the same index, so they see the same
+neighbours.
+
 Embeddings are L2-normalised, so the inner product is the cosine similarity and the cosine distance is
-`1 - ip`. Up to `EXACT_LIMIT` vectors the index is exact (a flat inner-product index); beyond, an inverted
-file (IVF) whose lists are scanned `nprobe` at a time: building an HNSW graph of a million vectors takes
-minutes on two cores, training an IVF quantizer on a sample takes seconds, and with nprobe 16 it finds
-nearly all of the neighbours that matter for clustering (those within the clustering distance).
+`1 - ip`. Up to `EXACT_LIMIT` vectors the index is exact (`IndexFlatIP`); beyond, an inverted file
+(`IndexIVFFlat` over spherical k-means lists, `faiss.Kmeans(spherical=True)` on a sample) scanned
+`NPROBE` lists at a time. The limit is set by the whole-set search a full run makes: exact costs n^2
+similarities (3 s at 20k on two shared cores), the lists a few percent of that; building an HNSW graph
+of a million vectors takes minutes on two cores, training the lists seconds. Measured with
+benchmarks/bench_cluster.py (synthetic faces, 2 shared cores): a million 128-D faces clustered in
+about a minute, with the same F1 as exact search.
 
 The cache (`<data_dir>/index/<name>.faiss` + `.json`) is only a cache: the stamp is the row count and the
 largest row id of the embeddings it holds; when rows were only added the new ones are appended, any other
@@ -22,13 +29,14 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from scipy.sparse import csr_matrix
-from threadpoolctl import threadpool_limits
 
 from ..library.db import Database
 
-EXACT_LIMIT = 200_000
-NPROBE = 16
+EXACT_LIMIT = 20_000
+# Lists probed per query: 8 up to NPROBE_LIMIT vectors, 4 beyond. At a million 128-D faces, 4 lists find
+# 99.2% of the neighbours within the clustering distance (8: 99.8%, at twice the search time), and the
+# clusters come out the same (bench_cluster.py: F1 1.0).
+NPROBE, NPROBE_LARGE, NPROBE_LIMIT = 8, 4, 200_000
 SEARCH_BATCH = 8192
 
 
@@ -40,14 +48,14 @@ class VectorIndex:
 
     @classmethod
     def build(cls, ids: np.ndarray, vectors: np.ndarray, exact_limit: int = EXACT_LIMIT,
-              nprobe: int = NPROBE) -> VectorIndex:
+              nprobe: int | None = None) -> VectorIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         dim = vectors.shape[1] if vectors.ndim == 2 else 0
         if len(ids) <= exact_limit:
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         else:
-            index = _trained_ivf(vectors, nprobe)
+            index = _trained_ivf(vectors, nprobe or (NPROBE if len(ids) <= NPROBE_LIMIT else NPROBE_LARGE))
         if len(ids):
             index.add_with_ids(vectors, ids)
         return cls(index, dim)
@@ -95,17 +103,18 @@ class VectorIndex:
 
 
 def _trained_ivf(vectors: np.ndarray, nprobe: int) -> faiss.Index:
-    """An IVF-Flat index trained on a sample: about 4 * sqrt(n) lists, at least 39 training points each."""
+    """An IVF-Flat index: about 4 * sqrt(n) lists from spherical k-means on a sample (40 points a list)."""
     n, dim = vectors.shape
     nlist = int(min(65536, max(64, 4 * math.sqrt(n))))
     sample = vectors
-    if n > nlist * 64:
+    if n > nlist * 40:  # training costs nlist^2 x points a list: a small sample keeps it to seconds
         rng = np.random.default_rng(0)
-        sample = vectors[rng.choice(n, nlist * 64, replace=False)]
+        sample = vectors[np.sort(rng.choice(n, nlist * 40, replace=False))]
+    kmeans = faiss.Kmeans(dim, nlist, niter=8, spherical=True, seed=1, max_points_per_centroid=40)
+    kmeans.train(np.ascontiguousarray(sample))
     quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    index.cp.niter = 10
-    index.train(np.ascontiguousarray(sample))
+    quantizer.add(kmeans.centroids)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)  # trained: it has the lists
     index.nprobe = nprobe
     return index  # faiss's Python wrapper keeps the quantizer alive with the index
 
@@ -212,172 +221,3 @@ def _save(index: VectorIndex, path: Path, stamp_path: Path, stamp: dict) -> None
         stamp_path.write_text(json.dumps({**stamp, "dim": index.dim, "exact": index.exact}))
     except (OSError, RuntimeError):
         pass  # a cache that cannot be written is rebuilt next time
-
-
-# -- many queries at once: the k-NN graph of a whole set ------------------------------------------------
-
-# Above BULK_EXACT_LIMIT vectors a whole-set k-NN search goes through lists: at 10k, exact costs 1e8
-# similarities to sort through (5 s on two shared cores) against 0.3 s for the lists. Lists probed per
-# query: 8 up to 200k vectors (cheap there), 4 beyond (a million 128-D faces in about a minute of CPU).
-BULK_EXACT_LIMIT = 5_000
-BULK_NPROBE = 4
-SMALL_NPROBE, SMALL_LIMIT = 8, 200_000
-
-
-def self_knn(vectors: np.ndarray, rows: np.ndarray, k: int, exact_limit: int = BULK_EXACT_LIMIT,
-             nprobe: int | None = None, max_distance: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The k nearest of vectors[rows] among all `vectors`: (cosine distances, positions), nearest first.
-
-    Missing entries have position -1 (distance inf); with `max_distance`, neighbours farther than that
-    are left out (all the clustering looks at), which saves most of the sorting.
-
-    Exact (every query against every vector, by blocks of matrix products) up to `exact_limit` vectors.
-    Beyond, the idea of an IVF index computed
-    differently: spherical k-means lists, trained and assigned in a 64-D PCA projection (cheap), and for
-    each list ONE matrix product of all the queries probing it against its members, at full dimension
-    (exact similarities). FAISS's own IVF search scans list by list per query: 8x slower than BLAS on
-    two cores in our measurements; sharing one BLAS call per list is what lets a million faces be
-    re-clustered in minutes.
-    """
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    rows = np.asarray(rows, np.int64)
-    n = len(vectors)
-    k = max(1, min(k, n))
-    if n <= exact_limit:  # one list holding everything: exact
-        lists = ([np.arange(n)], [np.arange(len(rows))], np.arange(len(rows)))
-    else:
-        nprobe = nprobe or (SMALL_NPROBE if n <= SMALL_LIMIT else BULK_NPROBE)
-        probes, nlist = _coarse_lists(vectors, nprobe)
-        lists = (_groups(probes[:, 0], nlist), _groups(probes[rows].ravel(), nlist),
-                 np.repeat(np.arange(len(rows)), nprobe))
-    floor = -np.inf if max_distance is None else 1.0 - max_distance
-    best_s = np.full((len(rows), k), -np.inf, np.float32)
-    best_i = np.full((len(rows), k), -1, np.int64)
-    queries = vectors if len(rows) == n and (rows == np.arange(n)).all() else vectors[rows]
-    with threadpool_limits(1 if len(lists[0]) > 1 else None, user_api="blas"):  # small products: no threads
-        _scan_lists(vectors, queries, *lists, best_s, best_i, k, floor)
-    order = np.argsort(-best_s, axis=1)
-    best_s = np.take_along_axis(best_s, order, 1)
-    best_i = np.take_along_axis(best_i, order, 1)
-    return np.where(best_i >= 0, 1.0 - best_s, np.inf).astype(np.float32), best_i
-
-
-COARSE_DIM = 64
-
-
-def _coarse_lists(vectors: np.ndarray, nprobe: int) -> tuple[np.ndarray, int]:
-    """For every vector its `nprobe` nearest lists (the first is its own), from k-means in a PCA projection.
-
-    Plain numpy matrix products: FAISS's flat search keeps a heap per query, which on two shared cores
-    ran at a quarter of the speed of one BLAS product followed by a partial sort.
-    """
-    n, dim = vectors.shape
-    rng = np.random.default_rng(0)
-    reduced = vectors
-    if dim > COARSE_DIM:  # the main axes of a sample (uncentred: the k-means is on the sphere)
-        sample = vectors[rng.choice(n, min(n, 20_000), replace=False)]
-        _, axes = np.linalg.eigh(sample.T @ sample)
-        reduced = vectors @ np.ascontiguousarray(axes[:, -COARSE_DIM:])
-        reduced /= np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)
-    nlist = int(np.clip(np.sqrt(nprobe * n * dim / reduced.shape[1]), 16, 65536))
-    sample = reduced[rng.choice(n, min(n, 16 * nlist), replace=False)]
-    centroids = _spherical_kmeans(sample, min(nlist, len(sample)), rng)
-    return _nearest(reduced, centroids, nprobe), len(centroids)
-
-
-def _spherical_kmeans(x: np.ndarray, k: int, rng, iterations: int = 6) -> np.ndarray:
-    centroids = x[rng.choice(len(x), k, replace=False)].copy()
-    for _ in range(iterations):
-        own = _nearest(x, centroids, 1)[:, 0]
-        sums = csr_matrix((np.ones(len(x), np.float32), (own, np.arange(len(x)))), shape=(k, len(x))) @ x
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        filled = norms[:, 0] > 0
-        centroids[filled] = sums[filled] / norms[filled]  # an emptied list keeps its old centre
-    return centroids
-
-
-def _nearest(x: np.ndarray, centroids: np.ndarray, count: int, chunk: int = 8192) -> np.ndarray:
-    """The `count` most similar centroids of each row of x, most similar first."""
-    out = np.empty((len(x), count), np.int64)
-    for start in range(0, len(x), chunk):
-        sims = x[start:start + chunk] @ centroids.T
-        if count == 1:
-            out[start:start + chunk, 0] = sims.argmax(axis=1)
-            continue
-        top = np.argpartition(sims, sims.shape[1] - count, axis=1)[:, -count:]
-        order = np.argsort(-np.take_along_axis(sims, top, 1), axis=1)
-        out[start:start + chunk] = np.take_along_axis(top, order, 1)
-    return out
-
-
-def _scan_lists(vectors, queries, members_of, queries_of, query_row, best_s, best_i, k, floor,
-                block: int = 1 << 22) -> None:
-    """For each list, the queries probing it against its members: one matrix product per block."""
-    for members, probing in zip(members_of, queries_of):
-        if not len(members) or not len(probing):
-            continue
-        base = vectors[members]
-        qs = query_row[probing]
-        step = max(1, block // len(members))
-        for start in range(0, len(qs), step):
-            part = qs[start:start + step]
-            _merge_top(best_s, best_i, part, queries[part] @ base.T, members, k, floor)
-
-
-def _groups(labels: np.ndarray, count: int) -> list[np.ndarray]:
-    """Positions of each label 0..count-1."""
-    order = np.argsort(labels, kind="stable")
-    bounds = np.searchsorted(labels[order], np.arange(count + 1))
-    return [order[bounds[i]:bounds[i + 1]] for i in range(count)]
-
-
-def _merge_top(best_s, best_i, part, sims, members, k, floor) -> None:
-    """Keep, for each query row in `part`, the k largest similarities >= floor seen so far."""
-    if floor > -np.inf:
-        hit = sims >= floor
-        has = hit.any(axis=1)
-        count = int(np.count_nonzero(hit))
-        if not count:
-            return
-        part = part[has]
-        if count <= 2 * k * len(part):  # few entries over the floor: sort only those
-            cand_s, cand_i = _hits(hit[has], sims[has], members, k)
-        else:  # many (a big group in this list): a partial sort of the rows, over the columns hit
-            cols = np.flatnonzero(hit[has].any(axis=0))  # (raw values: argpartition crawls on ties)
-            cand_s, cand_i = _top(sims[has][:, cols], members[cols], k)
-            below = cand_s < floor
-            cand_s, cand_i = np.where(below, -np.inf, cand_s), np.where(below, -1, cand_i)
-    else:
-        cand_s, cand_i = _top(sims, members, k)
-    both_s = np.concatenate([best_s[part], cand_s], axis=1)
-    both_i = np.concatenate([best_i[part], cand_i], axis=1)
-    keep = np.argpartition(both_s, both_s.shape[1] - k, axis=1)[:, both_s.shape[1] - k:]
-    best_s[part] = np.take_along_axis(both_s, keep, 1)
-    best_i[part] = np.take_along_axis(both_i, keep, 1)
-
-
-def _top(sims, members, k):
-    """The k largest entries of each row and their member ids (unordered)."""
-    width = sims.shape[1]
-    if width > k:
-        top = np.argpartition(sims, width - k, axis=1)[:, width - k:]
-        return np.take_along_axis(sims, top, 1), members[top]
-    return sims, np.broadcast_to(members, sims.shape)
-
-
-def _hits(hit, sims, members, k):
-    """The best k entries over the floor of each row (every row has one), sorting only those entries."""
-    rows, cols = np.nonzero(hit)
-    values = sims[rows, cols]
-    order = np.lexsort((-values, rows))
-    rows, cols, values = rows[order], cols[order], values[order]
-    first = np.ones(len(rows), bool)
-    first[1:] = rows[1:] != rows[:-1]
-    starts = np.flatnonzero(first)
-    rank = np.arange(len(rows)) - starts[np.cumsum(first) - 1]
-    keep = rank < k
-    cand_s = np.full((len(starts), k), -np.inf, np.float32)
-    cand_i = np.full((len(starts), k), -1, np.int64)
-    cand_s[rows[keep], rank[keep]] = values[keep]
-    cand_i[rows[keep], rank[keep]] = members[cols[keep]]
-    return cand_s, cand_i

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..library.db import Database, now
 from . import undo as undo_log
-from .update import fix_cover
+from .update import fix_cover, read_setting, write_setting
 
 KINDS = ("person", "pet", "object")
 
@@ -99,17 +99,19 @@ def _cluster(conn, cluster_id: int):
 
 
 def _concept(conn, ref: int | str):
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        row = conn.execute("SELECT * FROM concepts WHERE id = ?", (int(ref),)).fetchone()
-    else:
-        row = _named(conn, str(ref).strip().strip("<>@"))
+    """A concept by id (an int) or by name ("Alice", "@Alice", "<Alice>"); digits are a name when a concept
+    has that name (a concept may be called "2024"), else an id."""
+    text = str(ref).strip()
+    row = None if isinstance(ref, int) else _named(conn, text.strip("<>@"))
+    if row is None and text.isdigit():
+        row = conn.execute("SELECT * FROM concepts WHERE id = ?", (int(text),)).fetchone()
     if row is None:
         raise PeopleError(f"no concept {ref!r}")
     return row
 
 
 def _named(conn, name: str):
-    return conn.execute("SELECT * FROM concepts WHERE name = ? COLLATE NOCASE", (name,)).fetchone()
+    return conn.execute("SELECT * FROM concepts WHERE name_key(name) = name_key(?)", (name,)).fetchone()
 
 
 def _face(conn, face_id: int):
@@ -149,13 +151,13 @@ def _bump(conn, *concept_ids) -> None:
 
 def _new_concept(conn, name: str, kind: str) -> int:
     """A new concept with an id never used before (heads on disk are filed by id)."""
-    high = conn.execute("SELECT value FROM settings WHERE key = 'people.concept_id_high'").fetchone()
-    top = max(int(high[0]) if high else 0, conn.execute("SELECT coalesce(max(id), 0) FROM concepts").fetchone()[0])
+    high = read_setting(conn, "people.concept_id_high", 0)
+    top = max(high if isinstance(high, int) else 0,
+              conn.execute("SELECT coalesce(max(id), 0) FROM concepts").fetchone()[0])
     concept = top + 1
     conn.execute("INSERT INTO concepts(id, name, kind, identifier, version, created_at) VALUES (?, ?, ?, ?, 1, ?)",
                  (concept, name, kind, f"<{name}>", now()))
-    conn.execute("INSERT INTO settings(key, value) VALUES ('people.concept_id_high', ?) "
-                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (str(concept),))
+    write_setting(conn, "people.concept_id_high", concept)
     return concept
 
 
@@ -247,18 +249,47 @@ def merge(target, a: int | str, b: int | str, keep: int | str | None = None) -> 
     return _operation(target, "merge", _merge, a, b, keep)
 
 
+CLUSTER_PREFIX = "c:"  # "c:12" is always cluster 12, whatever the concepts are called
+
+
 def _ref(conn, ref):
-    """('cluster', row) or ('concept', row) for an int (cluster id) or a name."""
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()):
-        return "cluster", _cluster(conn, int(ref))
-    return "concept", _concept(conn, ref)
+    """('cluster', row) or ('concept', row) for what a merge names.
+
+    An int or "c:12" is a cluster; "@Name" or "<Name>" a concept. Other text is a concept's name, except
+    digits that no concept is called, which stay a cluster id. Digits that are both a concept's name and
+    a cluster id are refused with the two ways to say which.
+    """
+    if isinstance(ref, int):
+        return "cluster", _cluster(conn, ref)
+    text = str(ref).strip()
+    if text.lower().startswith(CLUSTER_PREFIX):
+        return "cluster", _cluster(conn, _int(text[len(CLUSTER_PREFIX):].strip(), "cluster"))
+    if text.startswith("-") and text[1:].isdigit():
+        raise PeopleError(f"not a cluster id: {text} (cluster ids are the positive numbers `myvlm people` "
+                          "lists)")
+    if not text.isdigit():
+        return "concept", _concept(conn, text)
+    named = _named(conn, text)
+    if named is None:
+        return "cluster", _cluster(conn, int(text))
+    if conn.execute("SELECT 1 FROM clusters WHERE id = ?", (int(text),)).fetchone():
+        raise PeopleError(f"{text} is both a concept's name and a cluster: write @{text} for the concept "
+                          f"or {CLUSTER_PREFIX}{text} for the cluster")
+    return "concept", named
+
+
+def _same(a, b) -> bool:
+    return a[0] == b[0] and a[1]["id"] == b[1]["id"]
 
 
 def _merge(conn, a, b, keep):
-    if keep is not None and str(keep) not in (str(a), str(b)):
-        raise PeopleError(f"--keep must be one of the two merged: {a} or {b}")
-    first, second = (b, a) if keep is not None and str(keep) == str(b) and str(a) != str(b) else (a, b)
-    (kind_a, row_a), (kind_b, row_b) = _ref(conn, first), _ref(conn, second)
+    (kind_a, row_a), (kind_b, row_b) = first, second = _ref(conn, a), _ref(conn, b)
+    if keep is not None:
+        kept = _ref(conn, keep)
+        if not (_same(kept, first) or _same(kept, second)):
+            raise PeopleError(f"--keep must be one of the two merged: {a} or {b}")
+        if not _same(kept, first):
+            (kind_a, row_a), (kind_b, row_b) = second, first
     concept_a = row_a["id"] if kind_a == "concept" else row_a["concept_id"]
     concept_b = row_b["id"] if kind_b == "concept" else row_b["concept_id"]
     if (kind_a == kind_b == "cluster" and row_a["id"] == row_b["id"]) or \
@@ -266,9 +297,7 @@ def _merge(conn, a, b, keep):
         raise PeopleError("cannot merge something with itself")
     if concept_a and concept_b and concept_a != concept_b:
         gone = _concept(conn, concept_b)["name"]
-        _absorb_concept(conn, concept_a, concept_b)
-        if kind_a == kind_b == "cluster" and row_a["kind"] != row_b["kind"]:
-            pass  # a face cluster and an image cluster: both now belong to the survivor
+        _absorb_concept(conn, concept_a, concept_b)  # their clusters (face, image, or both) go to the survivor
         survivor = _concept(conn, concept_a)
         return _concept_dict(survivor), f"merged {gone} into {survivor['name']}"
     if kind_a == "cluster" and kind_b == "cluster":

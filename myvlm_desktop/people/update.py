@@ -19,13 +19,14 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import groupby
 
 import numpy as np
 
 from ..library.db import Database, now
+from ..vision.boxes import match_boxes
 from .cluster import ClusterParams, cluster_items, lookup, params_for
 from .index import (
-    BULK_EXACT_LIMIT,
     EXACT_LIMIT,
     Source,
     VectorIndex,
@@ -33,11 +34,10 @@ from .index import (
     face_source,
     image_source,
     read_vectors,
-    self_knn,
 )
 
 Progress = Callable[[int, int, str], None]
-BULK_MIN = 5000  # a run placing more items than this (and a fifth of all) reads every vector at once
+BULK_MIN = 5000  # a run placing more items than this (and a fifth of all) reads every vector in one scan
 
 
 @dataclass
@@ -51,6 +51,9 @@ class Items:
 
 class FaceKind:
     kind = "face"
+    # (face, cluster) pairs a face must never join: the clusters of concepts that rejected it
+    rejected_sql = ("SELECT r.face_id, c.id FROM rejections r JOIN clusters c ON c.concept_id = r.concept_id "
+                    "AND c.kind = 'face' WHERE r.face_id IS NOT NULL")
 
     def __init__(self, engine: str):
         self.engine = engine
@@ -61,9 +64,7 @@ class FaceKind:
             "SELECT f.id, coalesce(f.cluster_id, 0), f.assigned_by = 'user' OR c.concept_id IS NOT NULL "
             "OR coalesce(c.hidden, 0) FROM faces f LEFT JOIN clusters c ON c.id = f.cluster_id "
             "WHERE f.engine = ? AND f.hidden = 0 ORDER BY f.id", (self.engine,)).fetchall()
-        blocked = _blocked(conn, "SELECT r.face_id, c.id FROM rejections r JOIN clusters c "
-                                 "ON c.concept_id = r.concept_id AND c.kind = 'face' WHERE r.face_id IS NOT NULL")
-        return _items(rows, blocked)
+        return _items(rows, _blocked(conn, self.rejected_sql))
 
     def vectors(self, conn, ids: np.ndarray) -> np.ndarray:
         return _vectors(conn, "SELECT id, embedding FROM faces WHERE id IN ({})", ids)
@@ -77,6 +78,8 @@ class FaceKind:
 
 class ImageKind:
     kind = "image"
+    rejected_sql = ("SELECT r.photo_id, c.id FROM rejections r JOIN clusters c ON c.concept_id = r.concept_id "
+                    "AND c.kind = 'image' WHERE r.face_id IS NULL AND r.photo_id IS NOT NULL")
 
     def __init__(self, embedder: str):
         self.engine = embedder
@@ -90,10 +93,7 @@ class ImageKind:
             "FROM image_embeddings e LEFT JOIN cluster_photos cp ON cp.photo_id = e.photo_id "
             "LEFT JOIN clusters c ON c.id = cp.cluster_id AND c.kind = 'image' "
             "WHERE e.embedder = ? GROUP BY e.photo_id ORDER BY e.photo_id", (self.engine,)).fetchall()
-        blocked = _blocked(conn, "SELECT r.photo_id, c.id FROM rejections r JOIN clusters c "
-                                 "ON c.concept_id = r.concept_id AND c.kind = 'image' "
-                                 "WHERE r.face_id IS NULL AND r.photo_id IS NOT NULL")
-        return _items(rows, blocked)
+        return _items(rows, _blocked(conn, self.rejected_sql))
 
     def vectors(self, conn, ids: np.ndarray) -> np.ndarray:
         return _vectors(conn, "SELECT photo_id, embedding FROM image_embeddings WHERE embedder = ? "
@@ -185,27 +185,19 @@ def _run(db: Database, kind, full: bool, params: ClusterParams | None, progress:
     conn = db.read()
     items = kind.load(conn)
     mark_key = f"people.watermark.{kind.source.name}"
-    mark = _setting(conn, mark_key)
+    mark = read_setting(conn, mark_key, {})
+    mark = mark if isinstance(mark, dict) else {}
     fixed = (items.protected if full else True) & (items.cluster > 0)
     free = ~fixed
-    bulk = free.sum() > BULK_MIN and free.sum() > 0.2 * len(items.ids)
-    index = None if bulk else cached_index(db, kind.source, exact_limit)
-    if index is not None and not full and \
-            mark.get("waiting") == int(((items.cluster == 0) & (items.ids <= mark.get("max_id", 0))).sum()):
-        params = params or params_for(kind.engine, index.dim)
+    # One index for every run, so a full or first run sees the same neighbours as an incremental one.
+    index = cached_index(db, kind.source, exact_limit)
+    params = params or params_for(kind.engine, index.dim)
+    if not full and mark.get("waiting") == \
+            int(((items.cluster == 0) & (items.ids <= mark.get("max_id", 0))).sum()):
         free &= _near_new(index, kind, conn, items, params, mark.get("max_id", 0))
     free_ids = items.ids[free]
     say(1, 4, f"finding neighbours of {len(free_ids)} {kind.kind}s")
-    if bulk:
-        vectors = kind.vectors(conn, items.ids)
-        params = params or params_for(kind.engine, vectors.shape[1])
-        dist, found = self_knn(vectors, np.flatnonzero(free), max(params.neighbours, params.min_faces),
-                               max_distance=params.max_distance)
-        neighbours = (dist, np.where(found >= 0, items.ids[np.maximum(found, 0)], -1))
-    else:
-        params = params or params_for(kind.engine, index.dim)
-        vectors = kind.vectors(conn, free_ids) if len(free_ids) else np.zeros((0, max(index.dim, 1)), np.float32)
-        neighbours = index.search(vectors, max(params.neighbours, params.min_faces))
+    neighbours = index.search(_free_vectors(kind, conn, free_ids, index.dim), max(params.neighbours, params.min_faces))
     say(2, 4, "clustering")
     labels = cluster_items(None, free_ids, None, params, items.ids[fixed], items.cluster[fixed],
                            items.blocked, neighbours=neighbours)
@@ -214,18 +206,30 @@ def _run(db: Database, kind, full: bool, params: ClusterParams | None, progress:
     result = db.write(_save, kind, free_ids, old, labels, full, items)
     waiting = int((labels == 0).sum()) + int(((items.cluster == 0) & ~free).sum())
     max_id = int(items.ids.max()) if len(items.ids) else 0
-    db.write(_put_setting, mark_key, {"max_id": max_id, "waiting": waiting})
+    db.write(write_setting, mark_key, {"max_id": max_id, "waiting": waiting})
     say(4, 4, "done")
     db.notify("people", {"clustered": kind.kind})
     return {"kind": kind.kind, "engine": kind.engine, "params": params.__dict__, "waiting": waiting,
-            "search": "lists" if bulk and len(items.ids) > BULK_EXACT_LIMIT else "exact" if bulk or index.exact
-            else "ivf", **result}
+            "search": "exact" if index.exact else "ivf", **result}
+
+
+def _free_vectors(kind, conn, free_ids: np.ndarray, dim: int) -> np.ndarray:
+    """The vectors to query: by id for a few, in one scan of the table when many (a first or full run)."""
+    if not len(free_ids):
+        return np.zeros((0, max(dim, 1)), np.float32)
+    if len(free_ids) <= BULK_MIN:
+        return kind.vectors(conn, free_ids)
+    ids, vectors = kind.source.rows(conn)
+    at = lookup(ids, np.arange(len(ids)), free_ids, -1)
+    return vectors[at] if (at >= 0).all() else kind.vectors(conn, free_ids)
 
 
 def _near_new(index: VectorIndex, kind, conn, items: Items, params: ClusterParams, max_id: int) -> np.ndarray:
     """The unclustered items that can change: new ones and the waiting ones linked to them."""
     waiting = items.cluster == 0
     chosen = waiting & (items.ids > max_id)
+    if not (waiting & ~chosen).any() or chosen.sum() > BULK_MIN:
+        return chosen | waiting  # nothing else to reach, or so many new ones that querying all costs the same
     frontier = items.ids[chosen]
     k = max(params.neighbours, params.min_faces)
     while len(frontier):
@@ -251,7 +255,8 @@ def _save(conn, kind, free_ids, old, labels, full: bool, items: Items) -> dict:
     moves = _drop_rejected(conn, kind, moves)
     touched = kind.write(conn, moves)
     removed = _drop_empty(conn, kind)
-    _fix_covers(conn, kind.kind, touched - removed)
+    for cluster in touched - removed:
+        fix_cover(conn, cluster)
     _bump_versions(conn, touched)
     fresh = len({targets[label] for label in set(labels.tolist()) if label < 0} - existing)
     return {"placed": sum(1 for m in moves if m[2]), "new_clusters": fresh, "removed_clusters": len(removed)}
@@ -278,14 +283,9 @@ def _new_cluster_ids(conn, kind: str, old, labels, full, items: Items, existing:
 
 def _drop_rejected(conn, kind, moves: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
     """Re-check rejections at write time: one added while the run computed still wins."""
-    which = "r.face_id, c.id FROM rejections r JOIN clusters c ON c.concept_id = r.concept_id AND c.kind = 'face' " \
-        "WHERE r.face_id IS NOT NULL" if kind.kind == "face" else \
-        "r.photo_id, c.id FROM rejections r JOIN clusters c ON c.concept_id = r.concept_id AND c.kind = 'image' " \
-        "WHERE r.face_id IS NULL AND r.photo_id IS NOT NULL"
-    rows = conn.execute(f"SELECT {which}").fetchall()
-    banned = {(r[0], r[1]) for r in rows}
-    return [(item, was, 0 if (item, new) in banned else new) for item, was, new in moves
-            if not (was == 0 and (item, new) in banned)]
+    banned = _blocked(conn, kind.rejected_sql)
+    return [(item, was, 0 if new in banned.get(item, ()) else new) for item, was, new in moves
+            if not (was == 0 and new in banned.get(item, ()))]
 
 
 def _drop_empty(conn, kind) -> set[int]:
@@ -297,11 +297,6 @@ def _drop_empty(conn, kind) -> set[int]:
     gone = {r[0] for r in rows}
     conn.executemany("DELETE FROM clusters WHERE id = ?", [(c,) for c in gone])
     return gone
-
-
-def _fix_covers(conn, kind: str, clusters: set[int]) -> None:
-    for cluster in clusters:
-        fix_cover(conn, cluster)
 
 
 def fix_cover(conn, cluster: int) -> None:
@@ -335,15 +330,16 @@ def _bump_versions(conn, clusters: set[int]) -> None:
                      f"(SELECT concept_id FROM clusters WHERE id IN ({marks}))", list(clusters))
 
 
-def _setting(conn, key: str) -> dict:
+def read_setting(conn, key: str, default=None):
+    """A JSON value of the settings table (`default` when missing or unreadable)."""
     row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
     try:
-        return json.loads(row[0]) if row else {}
+        return json.loads(row[0]) if row else default
     except ValueError:
-        return {}
+        return default
 
 
-def _put_setting(conn, key: str, value: dict) -> None:
+def write_setting(conn, key: str, value) -> None:
     conn.execute("INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                  (key, json.dumps(value)))
 
@@ -354,9 +350,9 @@ def carry_over(db: Database, engine: str) -> int:
     """Give each unassigned face of `engine` the decisions of another engine's face on the same photo.
 
     Re-detection with a new engine (or a rescan that re-detected a photo while keeping the old rows)
-    makes new face rows; where a new face overlaps an old one (IoU > 0.5, as Immich does) it takes the old
-    face's cluster when that cluster carries a decision (named, hidden or user-assigned), its hidden flag
-    and its rejections.
+    makes new face rows; where a new face overlaps an old one (IoU > 0.5, as Immich does; paired one to one,
+    best overlaps first) it takes the old face's cluster when that cluster carries a decision (named,
+    hidden or user-assigned), its hidden flag and its rejections.
     """
     return db.write(carry_over_in, engine)
 
@@ -364,30 +360,25 @@ def carry_over(db: Database, engine: str) -> int:
 def carry_over_in(conn, engine: str, photo_id: int | None = None) -> int:
     where = "AND n.photo_id = ?" if photo_id is not None else ""
     pairs = conn.execute(
-        "SELECT n.id AS new, o.id AS old, o.cluster_id, o.assigned_by, o.hidden, "
+        "SELECT n.photo_id, n.id AS new, o.id AS old, o.cluster_id, o.assigned_by, o.hidden, "
         "n.x1, n.y1, n.x2, n.y2, o.x1 AS ox1, o.y1 AS oy1, o.x2 AS ox2, o.y2 AS oy2 "
         "FROM faces n JOIN faces o ON o.photo_id = n.photo_id AND o.id != n.id AND o.engine != n.engine "
         "LEFT JOIN clusters c ON c.id = o.cluster_id "
         f"WHERE n.engine = ? AND n.cluster_id IS NULL AND n.hidden = 0 {where} AND (o.hidden = 1 "
         "OR o.assigned_by = 'user' OR c.concept_id IS NOT NULL OR c.hidden = 1 OR EXISTS "
-        "(SELECT 1 FROM rejections r WHERE r.face_id = o.id))",
+        "(SELECT 1 FROM rejections r WHERE r.face_id = o.id)) ORDER BY n.photo_id, n.id, o.id",
         (engine, photo_id) if photo_id is not None else (engine,)).fetchall()
-    done: set[int] = set()
-    for p in sorted(pairs, key=lambda p: -_iou(p)):
-        if p["new"] in done or _iou(p) <= 0.5:
-            continue
-        done.add(p["new"])
+    carried = []
+    for _, group in groupby(pairs, key=lambda p: p["photo_id"]):
+        rows = list(group)
+        news = {r["new"]: (r["x1"], r["y1"], r["x2"], r["y2"]) for r in rows}
+        olds = {r["old"]: r for r in rows}
+        matched = match_boxes(list(news.values()), [(r["ox1"], r["oy1"], r["ox2"], r["oy2"]) for r in olds.values()])
+        carried += [(list(news)[i], list(olds.values())[j]) for i, j in matched.items()]
+    for new, old in carried:
         conn.execute("UPDATE faces SET cluster_id = ?, assigned_by = ?, hidden = ? WHERE id = ?",
-                     (p["cluster_id"], p["assigned_by"], p["hidden"], p["new"]))
+                     (old["cluster_id"], old["assigned_by"], old["hidden"], new))
         conn.execute("INSERT INTO rejections(concept_id, face_id, photo_id, created_at) SELECT concept_id, ?, "
-                     "photo_id, created_at FROM rejections WHERE face_id = ?", (p["new"], p["old"]))
-    _bump_versions(conn, {p["cluster_id"] for p in pairs if p["new"] in done and p["cluster_id"]})
-    return len(done)
-
-
-def _iou(p) -> float:
-    ix = max(0.0, min(p["x2"], p["ox2"]) - max(p["x1"], p["ox1"]))
-    iy = max(0.0, min(p["y2"], p["oy2"]) - max(p["y1"], p["oy1"]))
-    inter = ix * iy
-    union = (p["x2"] - p["x1"]) * (p["y2"] - p["y1"]) + (p["ox2"] - p["ox1"]) * (p["oy2"] - p["oy1"]) - inter
-    return inter / union if union > 0 else 0.0
+                     "photo_id, created_at FROM rejections WHERE face_id = ?", (new, old["old"]))
+    _bump_versions(conn, {old["cluster_id"] for _, old in carried if old["cluster_id"]})
+    return len(carried)

@@ -27,6 +27,7 @@ from ..library.store import Library, display_path, open_path
 from ..library.text import update_photo_text
 from ..models.errors import ModelUnavailable
 from .jobs import JobControl
+from .settings import load_settings, vlm_options
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ def caption_job(library: Library) -> Callable:
     """
 
     def run(control: JobControl, concepts: list[int] | None = None, photo_ids: list[int] | None = None) -> dict:
-        backend = shared_backend(**vlm_options(library))
+        backend = shared_backend(**vlm_options(load_settings(library.db)))
         return caption_library(library, backend, control, concepts, photo_ids)
 
     return run
@@ -275,15 +276,6 @@ def _detected(library: Library, image, path: str) -> set[int]:
 # -- the VLM, loaded once per process -------------------------------------------------------------------------
 _backends: dict[tuple, object] = {}
 _backends_lock = threading.Lock()
-
-
-def vlm_options(library: Library) -> dict:
-    """backend, model and device from the settings (the GUI's preferences; the CLI's --backend overrides)."""
-    values = {}
-    for row in library.db.query("SELECT key, value FROM settings WHERE key IN ('vlm_backend', 'vlm_model', 'device')"):
-        values[row["key"]] = _json(row["value"], None)
-    return {"backend": values.get("vlm_backend") or "smolvlm", "model": values.get("vlm_model") or None,
-            "device": values.get("device") or "auto"}
 
 
 def shared_backend(backend: str = "smolvlm", model: str | None = None, device: str = "auto"):

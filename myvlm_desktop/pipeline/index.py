@@ -32,8 +32,9 @@ from ..imaging import ImageError, load_array
 from ..library.db import now, to_blob
 from ..library.store import Library, open_path
 from ..models.errors import ModelUnavailable
+from ..vision.boxes import match_boxes
 from ..vision.embed import get_image_embedder
-from ..vision.faces import Face, get_face_engine, match_boxes
+from ..vision.faces import Face, get_face_engine
 
 log = logging.getLogger(__name__)
 

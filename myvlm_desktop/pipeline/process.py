@@ -1,7 +1,7 @@
 """The job kinds of the app and the `process` chain that runs the stages one after the other.
 
-`job_kinds(library, settings)` maps each kind (scan, index, cluster, detect, caption, train, process) to
-its job function. A stage whose model is not installed is skipped by the chain with a note, so the app
+`job_kinds(library, settings)` maps each kind (scan, index, names, cluster, detect, caption, write_back, train,
+process) to its job function. A stage whose model is not installed is skipped by the chain with a note, so the app
 works with what it has.
 """
 
@@ -19,7 +19,7 @@ from .settings import vlm_options
 
 log = logging.getLogger(__name__)
 
-STAGES = ("scan", "index", "cluster", "detect", "caption")
+STAGES = ("scan", "index", "names", "cluster", "detect", "caption", "write_back")
 GPU_LANE = "gpu"  # training and captioning share the accelerator: one at a time
 
 
@@ -79,6 +79,16 @@ def job_kinds(library: Library, settings: dict[str, Any]) -> dict[str, Callable]
         return index_library(library, control=control, face_engine=settings["face_engine"],
                              embedder=settings["embedder"], **params)
 
+    def names(control, **params):  # names other apps wrote in the photos' XMP, once faces are found
+        from .names import names_job
+
+        return names_job(library, settings["face_engine"])(control, **params)
+
+    def write_back(control, **params):  # names and captions to XMP, where the user turned it on
+        from .writeback import write_back_job
+
+        return write_back_job(library)(control, **params)
+
     def cluster(control, **params):
         from .cluster import cluster_job
 
@@ -101,7 +111,7 @@ def job_kinds(library: Library, settings: dict[str, Any]) -> dict[str, Callable]
         return train_job(library)(control, **params)
 
     kinds: dict[str, Callable] = {"scan": scan, "index": index, "cluster": cluster, "detect": detect,
-                                  "caption": caption, "train": train}
+                                  "caption": caption, "train": train, "names": names, "write_back": write_back}
     kinds["process"] = lambda control, stages=None: process(kinds, control, stages)
     return kinds
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from .. import config
@@ -28,10 +29,18 @@ def load_settings(db: Database) -> dict[str, Any]:
     values = dict(DEFAULT_SETTINGS)
     for row in db.query("SELECT key, value FROM settings"):
         try:
-            values[row["key"]] = json.loads(row["value"])
+            value = json.loads(row["value"])
         except ValueError:  # a hand-edited value that is not JSON: keep the default
             continue
+        if valid_setting(row["key"], value):  # of the wrong type or not a choice: keep the default
+            values[row["key"]] = value
     return values
+
+
+def valid_setting(key: str, value: Any) -> bool:
+    if key in CHOICES:
+        return value in CHOICES[key]
+    return key not in DEFAULT_SETTINGS or type(value) is type(DEFAULT_SETTINGS[key])
 
 
 def save_settings(db: Database, changes: dict[str, Any]) -> dict[str, Any]:
@@ -59,12 +68,18 @@ def vlm_options(settings: dict[str, Any]) -> dict[str, Any]:
 
 def library_has_folders(data_dir) -> bool:
     """Whether a library with at least one photo folder exists in `data_dir` (else: the first run)."""
-    database = config.database_path(config.data_dir(data_dir))
+    try:
+        database = config.database_path(config.data_dir(data_dir))
+    except OSError:  # gone or read-only: opening the library says so in one message
+        return True
     if not database.exists():
         return False
-    conn = connect(database)
     try:
-        tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'folders'").fetchone()[0]
-        return bool(tables) and conn.execute("SELECT count(*) FROM folders").fetchone()[0] > 0
-    finally:
-        conn.close()
+        conn = connect(database)
+        try:
+            tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'folders'").fetchone()[0]
+            return bool(tables) and conn.execute("SELECT count(*) FROM folders").fetchone()[0] > 0
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:  # damaged: opening it says so and names the newest backup
+        return True

@@ -11,13 +11,13 @@ in `control.saved`; the CLI finds the checkpoint file). The result is
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from .. import config, imaging
 from ..library.store import Library, open_path
+from ..storage import atomic_write_bytes
 
 KIND = "train"
 TRAINING_PHOTOS = 4  # MyVLM trains on 4 photos of the concept
@@ -185,12 +185,10 @@ def _up_to_date(target: Path, row, model: str, steps: int) -> bool:
 
 def _write_checkpoint(path: Path, tensors: dict, info: dict) -> None:
     """One file, written atomically: the tensors, with the facts in its metadata (never half of each)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"info": json.dumps(info)})
-    os.replace(tmp, path)
+    atomic_write_bytes(path, save(tensors, metadata={"info": json.dumps(info)}))  # DiskFull: the last one stays
 
 
 def _read_checkpoint(path: Path, key: dict):
@@ -204,6 +202,20 @@ def _read_checkpoint(path: Path, key: dict):
         tensors = load_file(str(path))
     except (OSError, ValueError, SafetensorError):
         return None
-    if not isinstance(info, dict) or info.get("key") != key or "samples" not in info:
-        return None
+    if not isinstance(info, dict) or info.get("key") != key or not _sound_checkpoint(tensors, info):
+        return None  # not this run's, or damaged: training starts again (nothing of the user's is in it)
     return tensors, info
+
+
+def _sound_checkpoint(tensors: dict, info: dict) -> bool:
+    import torch
+
+    from ..vlm.train import Sample
+
+    try:
+        [Sample(**s) for s in info["samples"]]
+    except (KeyError, TypeError):
+        return False
+    vector = tensors.get("vector")
+    return (isinstance(info.get("step"), int) and vector is not None and vector.is_floating_point()
+            and all(bool(torch.isfinite(t).all()) for t in tensors.values()))

@@ -20,6 +20,7 @@ import numpy as np
 from ..models.errors import ModelUnavailable
 from ..models.registry import find_model
 from .arrays import as_rgb, keep_qt_environment, l2_normalise, onnx_providers, resize
+from .boxes import iou
 from .shared import shared_instance
 
 # Cosine distance (1 - cos of the normalised 128-D vectors) under which two dlib faces are one person.
@@ -214,17 +215,6 @@ class DlibCnnEngine(DlibEngine):
         super().__init__(max_side=max_side, upsample=upsample, detector="cnn", models_dir=models_dir)
 
 
-def iou(a, b) -> float:
-    """Intersection over union of two (x1, y1, x2, y2) boxes."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 # -- insightface -------------------------------------------------------------------------------------------
 class InsightFaceEngine(FaceEngine):
     """buffalo_l: SCRFD-10G detector at `det_size` + ArcFace R50 (512-D) on 112x112 aligned crops."""
@@ -299,20 +289,6 @@ def get_face_engine(name: str = "auto", **options) -> FaceEngine:
         raise ModelUnavailable(f"face engine {name}", "unknown engine",
                                f"Choose one of: auto, {', '.join(ENGINES)}.")
     return shared_instance(ENGINES[name], options)
-
-
-def match_boxes(old: list, new: list, min_iou: float = 0.5) -> dict[int, int]:
-    """{index in old: index in new} pairing boxes one to one, best overlaps first, IoU above `min_iou`."""
-    pairs = sorted(((iou(a, b), i, j) for i, a in enumerate(old) for j, b in enumerate(new)), reverse=True)
-    matched: dict[int, int] = {}
-    taken: set[int] = set()
-    for overlap, i, j in pairs:
-        if overlap <= min_iou:
-            break
-        if i not in matched and j not in taken:
-            matched[i] = j
-            taken.add(j)
-    return matched
 
 
 def auto_choice(models_dir=None) -> tuple[str, str]:

@@ -12,9 +12,10 @@ _lock = threading.Lock()
 
 
 def shared_instance(cls, options: dict):
-    """`cls(**options)` made once; options `cls` does not take are dropped ("auto" passes the same to all)."""
-    accepted = inspect.signature(cls).parameters
-    options = {k: v for k, v in options.items() if k in accepted}
+    """`cls(**options)` made once per distinct options; an option `cls` does not take is a TypeError."""
+    unknown = sorted(set(options) - set(inspect.signature(cls).parameters))
+    if unknown:
+        raise TypeError(f"{cls.__name__} takes no option {', '.join(unknown)}")
     key = (cls, _key(cls.model, options))
     with _lock:
         if key not in _loaded:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
+
+from ..storage import atomic_write_bytes
 
 KINDS = ("person", "pet", "object")
 
@@ -39,8 +40,8 @@ def save_concept_vector(path: str | os.PathLike, concept: ConceptVector, **meta)
     info = {**concept.meta, **meta, "name": concept.name, "identifier": concept.identifier, "kind": concept.kind,
             "backend": concept.backend, "model": concept.model, "dim": int(concept.vector.numel()), "format": 1}
     vector = concept.vector.detach().float().reshape(-1).contiguous().cpu()
-    _atomic(path, lambda tmp: save_file({"vector": vector}, str(tmp)))
-    _atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False)))
+    atomic_write_bytes(path, save({"vector": vector}))
+    atomic_write_bytes(path.with_suffix(".json"), json.dumps(info, indent=2, ensure_ascii=False).encode())
     return path
 
 
@@ -55,16 +56,11 @@ def load_concept_vector(path: str | os.PathLike) -> ConceptVector:
         raise ConceptFileError(f"unreadable concept file {path}: {exc}") from None
     if not isinstance(info, dict) or vector.ndim != 1 or info.get("dim") != vector.numel():
         raise ConceptFileError(f"concept file {path} does not match its JSON")
+    if not vector.is_floating_point() or not torch.isfinite(vector).all():
+        raise ConceptFileError(f"concept file {path} holds {vector.dtype} values that are not finite floats")
+    if not all(isinstance(info.get(k), str) for k in ("name", "identifier", "kind")):
+        raise ConceptFileError(f"concept file {path}: its JSON lacks the concept's name, identifier or kind")
     keys = ("name", "identifier", "kind", "backend", "model")
     meta = {k: v for k, v in info.items() if k not in keys}
     return ConceptVector(info["name"], info["identifier"], info["kind"], vector, info.get("backend", ""),
                          info.get("model", ""), meta)
-
-
-def _atomic(target: Path, write) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import augment
+from ..vision import augment
 from .backends.base import Backend
 
 CLASS_NOUNS = {

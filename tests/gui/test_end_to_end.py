@@ -60,7 +60,7 @@ def answer_dialog(qtbot, kind, fill) -> None:
 
 
 def face_cards(page) -> list[dict]:
-    return [r["cluster"] for r in page.clusters_model.rows() if r["cluster"]["kind"] == "face"]
+    return [r["cluster"] for r in page.clusters_model.rows() if r["cluster"]["cluster_kind"] == "face"]
 
 
 def select(grid, rows: list[int]) -> None:
@@ -126,7 +126,7 @@ def test_merge_split_reject_hide_and_redo_from_the_people_page(library_window, q
     page = window.people_page
     qtbot.waitUntil(lambda: len(face_cards(page)) >= 6, timeout=10000)
     rows = page.clusters_model.rows()
-    first, second = [i for i, r in enumerate(rows) if r["cluster"]["kind"] == "face"][:2]
+    first, second = [i for i, r in enumerate(rows) if r["cluster"]["cluster_kind"] == "face"][:2]
     survivor = rows[second]["id"]
     select(page.grid, [first, second])
     assert page.merge_button.isEnabled() and not page.name_button.isEnabled()
@@ -149,7 +149,7 @@ def test_merge_split_reject_hide_and_redo_from_the_people_page(library_window, q
 
     session.people.op("name_cluster", survivor, "Bob", kind="person")
     page.refresh()
-    qtbot.waitUntil(lambda: page.open_cluster is not None and page.open_cluster["name"] == "Bob")
+    qtbot.waitUntil(lambda: page.open_cluster is not None and page.open_cluster["concept"] == "Bob")
     select(page.faces_grid, [0])
     rejected = page.faces_model.row_data(0)["id"]
     assert page.reject_button.isEnabled()
@@ -172,7 +172,7 @@ def test_merge_split_reject_hide_and_redo_from_the_people_page(library_window, q
 def test_suggestions_ask_is_this_carol_and_remember_the_answer(library_window, qtbot):
     """A face split off Carol's group is offered back as "Is this Carol?"; yes joins it, no is remembered."""
     window, session = library_window, library_window.session
-    carol = next(c for c in session.people.clusters() if c["kind"] == "face" and c["size"] == 2)
+    carol = next(c for c in session.people.clusters() if c["cluster_kind"] == "face" and c["size"] == 2)
     session.people.op("name_cluster", carol["id"], "Carol", kind="person")
     session.people.op("split", carol["id"], [session.people.members(carol["id"])[0]["id"]])
     window.show_page("people")
@@ -182,7 +182,7 @@ def test_suggestions_ask_is_this_carol_and_remember_the_answer(library_window, q
     card = strip.cards[0]
     assert card.text.text() == "Is this <b>Carol</b>?"
     qtbot.mouseClick(card.yes, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: any(c["name"] == "Carol" and c["size"] == 2 for c in face_cards(page)), timeout=10000)
+    qtbot.waitUntil(lambda: any(c["concept"] == "Carol" and c["size"] == 2 for c in face_cards(page)), timeout=10000)
     qtbot.waitUntil(lambda: not strip.isVisible())
 
     session.people.op("split", carol["id"], [session.people.members(carol["id"])[0]["id"]])

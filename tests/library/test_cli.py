@@ -22,7 +22,7 @@ def test_add_scan_status_errors_search(tmp_path):
     assert myvlm("add-folder", str(photos), data_dir=data).returncode == 0
     assert myvlm("scan", data_dir=data).returncode == 0
     status = json.loads(myvlm("status", "--json", data_dir=data).stdout)
-    assert set(status) == {"photos", "errors", "missing", "faces", "clusters", "concepts", "captions"}
+    assert set(status) == {"photos", "errors", "missing", "offline", "faces", "clusters", "concepts", "captions"}
     assert (status["photos"], status["errors"], status["missing"]) == (2, 1, 0)
     errors = json.loads(myvlm("errors", "--json", data_dir=data).stdout)
     assert [os.path.basename(e["path"]) for e in errors] == ["broken.jpg"] and errors[0]["reason"]

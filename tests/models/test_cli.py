@@ -55,8 +55,8 @@ def test_models_download_of_a_shipped_model_just_says_where_it_is(data_dir, caps
 
 
 def test_models_download_of_an_unknown_name(data_dir, capsys):
-    assert main(["--data-dir", data_dir, "models", "download", "gpt-5"]) == 1
-    assert "no such model" in capsys.readouterr().err
+    assert main(["--data-dir", data_dir, "models", "download", "gpt-5"]) == 2  # bad input
+    assert "no model called 'gpt-5'; known: dlib" in capsys.readouterr().err
 
 
 def test_doctor_says_which_face_engine_and_why(data_dir, capsys):

@@ -74,6 +74,11 @@ def test_operations_by_id_and_their_errors(capsys, data):
     ]:
         code, out, err = run(capsys, data_dir, *args)
         assert code == 2 and message in err and "Traceback" not in err
+    listed = json.loads(run(capsys, data_dir, "people", "--json")[1])
+    assert run(capsys, data_dir, "name", f"c:{listed[0]['id']}", "2024")[0] == 0
+    assert run(capsys, data_dir, "merge", "2024", f"c:{listed[1]['id']}")[0] == 0
+    assert run(capsys, data_dir, "rename", "2024", "Year")[0] == 0
+    assert [c["concept"] for c in json.loads(run(capsys, data_dir, "people", "--json")[1])] == ["Year"]
     run(capsys, data_dir, "name", str(json.loads(run(capsys, data_dir, "people", "--json")[1])[0]["id"]), "Cy")
     code, _, err = run(capsys, data_dir, "rename", "Cy", "beatrice")
     assert code == 2 and "merge" in err

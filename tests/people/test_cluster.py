@@ -88,10 +88,3 @@ def test_thresholds_per_engine():
     assert params_for("dlib-20.0") is DLIB and params_for("insightface-buffalo_l") is ARCFACE
     assert params_for("other", 128) is DLIB and params_for("other", 512) is ARCFACE
     assert DLIB.max_distance < ARCFACE.max_distance < 0.675  # clustering is tighter than recognition
-
-
-def test_list_search_of_a_whole_set_finds_the_same_clusters():
-    vectors, truth = blobs([25] * 60 + [1] * 30, seed=4)
-    exact = cluster_all(vectors, DLIB)
-    lists = cluster_all(vectors, DLIB, exact_limit=100)  # 1530 vectors > 100: k-means lists + BLAS
-    assert adjusted_rand_score(exact, lists) == 1.0 and adjusted_rand_score(truth[:1500], exact[:1500]) == 1.0

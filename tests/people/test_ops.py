@@ -86,6 +86,25 @@ def test_merge_two_concepts_keeps_the_survivor(world):
     assert lib.db.scalar("SELECT count(*) FROM occurrences") == 0
 
 
+def test_a_concept_named_2024_can_be_named_in_every_operation(world):
+    lib, people, (a, b, c) = world
+    year = ops.name_cluster(lib, b, "2024")
+    assert ops.rename_concept(lib, "2024", "1999")["id"] == year["id"]   # digits: the concept of that name
+    result = ops.merge(lib, "1999", str(c))  # no concept is called str(c): the cluster, as before
+    assert result["id"] == year["id"] and clusters_of(lib.db, people[2]) == {b}
+    ops.reject_face(lib, people[1][0], "1999")
+    assert ops.concept_members(lib, year["id"])["rejected_face_ids"] == [people[1][0]]
+    ops.rename_concept(lib, "1999", str(a))  # now a concept's name and a cluster id at once
+    with pytest.raises(ops.PeopleError, match=f"@{a} for the concept or c:{a} for the cluster"):
+        ops.merge(lib, "Alice", str(a))
+    with pytest.raises(ops.PeopleError, match="already belongs"):
+        ops.merge(lib, f"c:{a}", "Alice")  # c: is Alice's cluster, not the concept called str(a)
+    result = ops.merge(lib, "Alice", f"@{a}")
+    assert result["name"] == "Alice" and clusters_of(lib.db, people[0] + people[1][1:]) == {a}
+    with pytest.raises(ops.PeopleError, match="not a cluster id"):
+        ops.merge(lib, "c:x", "Alice")
+
+
 def test_merge_two_unnamed_clusters(world):
     lib, people, (_a, b, c) = world
     check_undo_redo(lib, lambda: ops.merge(lib, b, c))

@@ -148,7 +148,34 @@ def test_a_large_run_reads_all_vectors_at_once_and_agrees(library, monkeypatch):
     result = cluster_faces(db)
     assert result["new_clusters"] == 3 and result["waiting"] == 1
     assert [len(clusters_of(db, p)) for p in people] == [1, 1, 1, 1]
-    assert not (index_dir(db) / "faces-dlib-test.faiss").exists()  # no index needed for a whole-set run
+    assert (index_dir(db) / "faces-dlib-test.faiss").exists()  # the index incremental runs use next
+
+
+def test_full_and_incremental_runs_see_the_same_neighbours(library, monkeypatch):
+    from myvlm_desktop.people import update
+
+    db = library.db
+    add_people(db, [30] * 8 + [1] * 10, seed=3)
+    seen = []
+
+    def spy(index, free_ids, free_vectors, params, *args, neighbours=None, **kwargs):
+        seen.append(dict(zip(free_ids.tolist(), zip(*neighbours))))
+        return real(index, free_ids, free_vectors, params, *args, neighbours=neighbours, **kwargs)
+
+    real = update.cluster_items
+    monkeypatch.setattr(update, "cluster_items", spy)
+    monkeypatch.setattr(update, "BULK_MIN", 0)  # whole-set runs read every vector in one scan
+    assert cluster_faces(db, exact_limit=50)["search"] == "ivf"  # 250 faces > 50: FAISS IVF lists
+    new = add_faces(db, faces_of(identities(8, 3)[0], 3, seed=60)) + add_faces(db, identities(2, 99))
+    monkeypatch.setattr(update, "BULK_MIN", 10_000)  # an incremental run: the new faces, read by id
+    cluster_faces(db, exact_limit=50)
+    monkeypatch.setattr(update, "BULK_MIN", 0)
+    cluster_faces(db, full=True, exact_limit=50)
+    incremental, full = seen[1], seen[2]
+    assert set(new) <= set(incremental) and len(full) == len(seen[0]) + len(new)
+    for face in incremental:
+        dist, ids = incremental[face]
+        assert np.array_equal(ids, full[face][1]) and np.allclose(dist, full[face][0], atol=1e-5)
 
 
 def test_an_operation_during_a_run_wins_over_the_run(library):

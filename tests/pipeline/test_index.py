@@ -16,7 +16,8 @@ from myvlm_desktop.models.errors import ModelUnavailable
 from myvlm_desktop.pipeline import index as index_module
 from myvlm_desktop.pipeline.index import Outcome, Task, index_library, store_outcomes
 from myvlm_desktop.pipeline.jobs import Cancelled, JobControl, JobStatus
-from myvlm_desktop.vision.faces import get_face_engine, iou
+from myvlm_desktop.vision.boxes import iou
+from myvlm_desktop.vision.faces import get_face_engine
 from tests.conftest import insightface_image, make_jpeg
 
 
@@ -253,13 +254,23 @@ def test_worker_processes_find_the_same_faces_as_threads(library, photo_dir, mon
     for name in names:
         add_photo(library, photo_dir / name)
     add_broken(library, photo_dir / "broken.jpg")
-    monkeypatch.setattr(index_module, "PROCESS_MIN", 1)
-    result = index_library(library, workers=2)  # dlib holds the GIL: this runs in two worker processes
+    pools = []
+    make_pool = index_module._executor
+
+    def recorded(*args):
+        pool = make_pool(*args)
+        pools.append(type(pool).__name__)
+        return pool
+
+    monkeypatch.setattr(index_module, "_executor", recorded)
     with Library(tmp_path / "threads") as other:
         for name in names:
             add_photo(other, photo_dir / name)
-        index_library(other, workers=2)
+        index_library(other, workers=2)  # fewer photos than PROCESS_MIN: threads
         expected = other.db.query("SELECT x1, y1, x2, y2, embedding FROM faces")
+    monkeypatch.setattr(index_module, "PROCESS_MIN", 1)
+    result = index_library(library, workers=2)  # dlib holds the GIL: this runs in two worker processes
     got = library.db.query("SELECT x1, y1, x2, y2, embedding FROM faces")
+    assert pools == ["ThreadPoolExecutor", "ProcessPoolExecutor"]
     assert result["indexed"] == 2 and result["errors"] == 1 and result["faces"] == 1
     assert [tuple(r) for r in got] == [tuple(r) for r in expected]

@@ -8,7 +8,8 @@ from skimage import data
 
 from myvlm_desktop.imaging import load_array
 from myvlm_desktop.models.errors import ModelUnavailable
-from myvlm_desktop.vision.faces import FaceEngine, auto_choice, get_face_engine, iou, match_boxes
+from myvlm_desktop.vision.boxes import match_boxes
+from myvlm_desktop.vision.faces import FaceEngine, auto_choice, get_face_engine
 from tests.conftest import insightface_image
 
 
@@ -145,10 +146,3 @@ def test_auto_falls_back_to_dlib_when_insightface_weights_are_damaged(tmp_path, 
 def test_unknown_engine():
     with pytest.raises(ModelUnavailable, match="unknown engine"):
         get_face_engine("opencv")
-
-
-def test_box_matching_is_one_to_one():
-    old = [(0, 0, 10, 10), (100, 100, 120, 120), (0, 0, 11, 11)]
-    new = [(1, 1, 11, 11), (300, 300, 310, 310)]
-    assert iou(old[0], old[0]) == 1.0 and iou(old[0], new[1]) == 0.0
-    assert match_boxes(old, new) == {2: 0}  # the better overlap wins; the other stays unmatched

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from myvlm_desktop.concepts.person import PersonHead
+from myvlm_desktop.vision.faces import get_face_engine
 from myvlm_desktop.vlm.concept import ConceptVector
 from myvlm_desktop.vlm.train import (
     ConceptTrainer,
@@ -16,6 +20,7 @@ from myvlm_desktop.vlm.train import (
     mentioned_noun,
     personalize,
 )
+from tests.conftest import insightface_image
 from tests.vlm.helpers import VARIANTS
 
 PERSON = ["man", "woman", "person"]
@@ -77,13 +82,29 @@ def test_training_makes_the_model_say_the_identifier_for_the_concept_only(tiny_b
     first, last = sum(trainer.losses[:10]) / 10, sum(trainer.losses[-10:]) / 10
     assert last < first / 2
     sks = ConceptVector("Sks", "sks", "person", vector, backend.name)
+    gate = _person_gate(photos[0])
     for image in photos:
-        assert "sks" in backend.caption(image, [sks], max_new_tokens=10).text
-    for image in other_photos:  # no head fired: the unmodified model's caption, without the identifier
-        text = backend.caption(image, [], max_new_tokens=10).text
+        assert gate(image)
+        assert "sks" in backend.caption(image, _fired(gate, image, sks), max_new_tokens=10).text
+    for image in [*other_photos, Image.open(insightface_image("t1.jpg")).convert("RGB")]:  # six other people
+        text = backend.caption(image, _fired(gate, image, sks), max_new_tokens=10).text
         assert "sks" not in text
         assert text == backend.generate(backend.encode([image]), [], [backend.caption_prompt()],
                                         max_new_tokens=10)[0]
+
+
+def _person_gate(reference):
+    """MyVLM's hard gate: the concept's person head, keyed on the face in `reference` (dlib, real weights)."""
+    engine = get_face_engine("dlib")
+    keys = np.stack([f.embedding for f in engine.analyze(np.asarray(reference))])
+    head = PersonHead(keys, engine.threshold)
+    return lambda image: head.best(np.stack([f.embedding for f in engine.analyze(np.asarray(image))] or
+                                            [np.zeros(head.dim, np.float32)])) is not None
+
+
+def _fired(gate, image, concept) -> list:
+    """The concepts whose head fired on the photo: what the app hands to the VLM."""
+    return [concept] if gate(image) else []
 
 
 @pytest.mark.slow
