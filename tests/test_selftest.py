@@ -9,7 +9,7 @@ import pytest
 
 from myvlm_desktop.gui import selftest
 
-STAGES = ("open", "scan", "index", "cluster", "name", "detect", "ask", "search", "vlm", "train", "caption", "window")
+STAGES = ("open", "formats", "scan", "index", "cluster", "name", "detect", "ask", "search", "vlm", "train", "caption", "window")
 
 
 def test_a_failing_stage_is_named_with_its_error_and_stops_the_run(capsys):

@@ -105,7 +105,7 @@ class SelfTest:
         self.concept_id: int | None = None
 
     def stages(self) -> list[tuple[str, Callable[[], str]]]:
-        return [("open", self.open), ("scan", self.scan), ("index", self.index), ("cluster", self.cluster),
+        return [("open", self.open), ("formats", self.formats), ("scan", self.scan), ("index", self.index), ("cluster", self.cluster),
                 ("name", self.name), ("detect", self.detect), ("ask", self.ask), ("search", self.search),
                 ("vlm", self.tiny_vlm), ("train", self.train), ("caption", self.caption), ("window", self.show)]
 
@@ -158,6 +158,19 @@ class SelfTest:
         self.session.library.add_folder(folder)
         self.settle(0.2)
         return f"library in a temporary folder, {2 * len(self.photos)} photos to add"
+
+    def formats(self) -> str:
+        """The optional readers fail quietly when missing (the source app works without them): not in a bundle."""
+        from .. import imaging
+
+        missing = [name for name, ok in (("HEIF", imaging.HEIF_SUPPORTED), ("JPEG XL", imaging.JXL_SUPPORTED),
+                                         ("RAW", imaging.RAW_SUPPORTED)) if not ok]
+        try:
+            import pyexiv2  # noqa: F401 - XMP write-back and RAW dates; loads the Exiv2 library it ships
+        except (ImportError, OSError) as exc:
+            missing.append(f"XMP ({exc})")
+        check(not missing, "cannot read or write " + ", ".join(missing))
+        return "HEIF, JPEG XL, RAW, XMP"
 
     def scan(self) -> str:
         counts = self.process("scan")
