@@ -60,7 +60,7 @@ def test_frozen_cli_builds_a_library_and_answers_a_question_about_it(photos, tmp
     clustered = json.loads(ok(myvlm(data, "cluster", "--json")))
     assert clustered["faces"]["new_clusters"] >= 1, clustered
     people = json.loads(ok(myvlm(data, "people", "--json")))
-    pair = next((c for c in people if c["kind"] == "face" and c["size"] == 2), None)
+    pair = next((c for c in people if c["cluster_kind"] == "face" and c["size"] == 2), None)
     assert pair is not None, f"no face found with its mirrored twin: {people}"
     ok(myvlm(data, "name", str(pair["id"]), "Alice", "--kind", "person"))
     answer = json.loads(ok(myvlm(data, "ask", "--library", "How many photos of <Alice>?", "--json")))
