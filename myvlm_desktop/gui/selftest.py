@@ -187,12 +187,12 @@ class SelfTest:
     def cluster(self) -> str:
         self.process("cluster")
         clusters = self.session.people.clusters()
-        pairs = [c for c in clusters if c["kind"] == "face" and c["size"] >= 2]
+        pairs = [c for c in clusters if c["cluster_kind"] == "face" and c["size"] >= 2]
         check(pairs, "no face cluster holds a face and its mirrored twin")
         return f"{len(clusters)} clusters, {len(pairs)} of faces seen twice"
 
     def name(self) -> str:
-        cluster = next(c for c in self.session.people.clusters() if c["kind"] == "face" and c["size"] >= 2)
+        cluster = next(c for c in self.session.people.clusters() if c["cluster_kind"] == "face" and c["size"] >= 2)
         self.session.people.op("name_cluster", cluster["id"], NAME, kind="person")
         self.concept_id = self.session.db.scalar("SELECT id FROM concepts WHERE name = ?", (NAME,))
         check(self.concept_id is not None, f"naming cluster {cluster['id']} made no concept")
