@@ -26,7 +26,7 @@ EXE = ".exe" if os.name == "nt" else ""
 EXTRAS = (ROOT / "packaging" / "install.sh", ROOT / "resources" / "myvlm-desktop.desktop",
           ROOT / "resources" / "myvlm-desktop.svg")
 MAX_BYTES = 1.5e9
-STAGE_LINE = re.compile(r"^self-test: (\w+)\s+([\d.]+) s", re.MULTILINE)
+STAGE_LINE = re.compile(r"^self-test: (\w+)\s+([\d.]+) s\b", re.MULTILINE)
 
 
 def folder_size(path: Path) -> int:
