@@ -10,6 +10,7 @@ import pytest
 from myvlm_desktop.cli import main
 from myvlm_desktop.library.store import Library
 from myvlm_desktop.people import ops
+from myvlm_desktop.pipeline.questions import ask_library
 from tests.conftest import make_jpeg
 
 
@@ -153,6 +154,11 @@ def test_concept_names_fold_unicode_case(scanned, capsys):
         code, out, err = cli(capsys, "--data-dir", str(data), "search", query, "--json")
         assert code == 0, err
         assert [os.path.basename(h["path"]) for h in json.loads(out)] == ["good.jpg"]
+    lib = Library(data)
+    try:  # a question names it with a combining diaeresis, in capitals
+        assert ask_library(lib, "How many photos of <RE\u0308X 🐶>?", use_model=False)["concepts"] == ["<Rëx 🐶>"]
+    finally:
+        lib.close()
     code, _, err = cli(capsys, "--data-dir", str(data), "concept", "create", "RËX 🐶", "--kind", "object",
                        str(photos / "other.jpg"))
     assert code == 2 and "is a pet" in err  # the same name, whatever its case: not a second concept

@@ -12,7 +12,7 @@ from ..sizes import human_size
 from .common import CommandError, StderrProgress, emit, library, positive_int
 
 # as vision/faces.ENGINES and vision/embed.EMBEDDERS, which `myvlm --help` must not import
-FACE_ENGINES = ("auto", "dlib", "dlib-cnn", "insightface")
+FACE_ENGINES = ("auto", "dlib", "dlib+cnn", "dlib-cnn", "insightface")
 EMBEDDERS = ("sscd", "clip")
 
 
@@ -136,14 +136,16 @@ def _found_faces(path: str, engine_name: str, models_dir: Path) -> dict:
 # -- doctor ---------------------------------------------------------------------------------------------------
 def doctor(args) -> None:
     from ..models.registry import list_models
+    from ..vision.calibration import calibrated_threshold
     from ..vision.faces import auto_choice
 
     models_dir = _models_dir(args)
     engine, why = auto_choice(models_dir)
     models = list_models(models_dir)
     available = {m["name"]: m for m in models}
+    thresholds = {e: calibrated_threshold(e, models_dir) for e in ("dlib-resnet_v1", "insightface-buffalo_l")}
     report = {
-        "face_engine": {"auto": engine, "reason": why},
+        "face_engine": {"auto": engine, "reason": why, "calibrated_thresholds": thresholds},
         "embedder": {"default": "sscd", "available": available["sscd"]["available"],
                      "reason": available["sscd"].get("reason")},
         "onnxruntime": _onnxruntime(),
@@ -154,6 +156,7 @@ def doctor(args) -> None:
         "models": models,
     }
     text = [f"faces: {engine} ({why})",
+            "face thresholds: " + ", ".join(f"{e} {'uncalibrated' if t is None else t}" for e, t in thresholds.items()),
             f"image embeddings: sscd {'ready' if report['embedder']['available'] else 'missing'}",
             f"onnxruntime {report['onnxruntime'].get('version')}: {', '.join(report['onnxruntime'].get('providers', []))}",
             f"dlib {report['dlib'].get('version')}",

@@ -57,7 +57,7 @@ def _person_hit(head: Head, faces: list) -> dict | None:
 
 
 def _linear_hit(head: Head, vectors: np.ndarray) -> dict | None:
-    p = float(head.model.probabilities(vectors)[0])
+    p = float(head.model.scores(vectors)[0])
     if p < PRESENT_AT:
         return None
     return {"concept": head.meta["concept"], "score": round(p, 4), "face": None}

@@ -67,6 +67,20 @@ class PersonHead:
         return min(hits, key=lambda m: m.distance) if hits else None
 
 
+def one_per_photo(matches: list[tuple[int, int, float]]) -> tuple[list[tuple], list[tuple]]:
+    """A person appears at most once in a photo: of the (photo_id, face_id, score) matches of one person,
+    keep the best-scoring face of each photo; the others (twins, siblings, a poster on the wall) go to
+    review. Returns (kept, for review), each sorted."""
+    kept: dict[int, tuple] = {}
+    second = []
+    for match in sorted(matches, key=lambda m: (m[0], -m[2], m[1])):
+        if match[0] in kept:
+            second.append(match)
+        else:
+            kept[match[0]] = match
+    return sorted(kept.values()), sorted(second)
+
+
 def representative_keys(embeddings: np.ndarray, k: int = MAX_KEYS) -> np.ndarray:
     """Indices of up to k faces that spread over the concept: farthest-point sampling from the medoid.
 

@@ -59,8 +59,9 @@ def save_head(folder: Path, head: Head) -> Head:
     digest = hashlib.sha256(data).hexdigest()
     meta = dict(head.meta, format=FORMAT, format_version=FORMAT_VERSION, kind=head.kind, tensors_sha256=digest,
                 head_version=f"v{head.meta.get('concept_version', 0)}-{digest[:12]}")
-    if isinstance(head.model, PersonHead):
-        meta["threshold"] = float(head.model.threshold)
+    meta["threshold"] = float(head.model.threshold)
+    if isinstance(head.model, LinearHead) and head.model.prototypes is not None:
+        meta["prototype_cutoff"] = float(head.model.cutoff)
     _atomic_write(folder / TENSORS_FILE, data)
     _atomic_write(folder / META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
     return Head(head.model, meta)
@@ -86,8 +87,11 @@ def _tensors(model: PersonHead | LinearHead) -> dict[str, np.ndarray]:
     if isinstance(model, PersonHead):
         return {"keys": np.ascontiguousarray(model.keys, np.float32),
                 "negatives": np.ascontiguousarray(model.negatives, np.float32)}
-    return {"weight": np.ascontiguousarray(model.weight, np.float32),
-            "bias": np.ascontiguousarray(model.bias, np.float32)}
+    tensors = {"weight": np.ascontiguousarray(model.weight, np.float32),
+               "bias": np.ascontiguousarray(model.bias, np.float32)}
+    if model.prototypes is not None:
+        tensors["prototypes"] = np.ascontiguousarray(model.prototypes, np.float32)
+    return tensors
 
 
 def _model(meta: dict, tensors: dict[str, np.ndarray], path: Path) -> PersonHead | LinearHead:
@@ -104,7 +108,11 @@ def _model(meta: dict, tensors: dict[str, np.ndarray], path: Path) -> PersonHead
             weight, bias = tensors["weight"], tensors["bias"]
             if weight.ndim != 2 or weight.shape[0] != 2 or bias.shape != (2,):
                 raise ValueError(f"weight {weight.shape} / bias {bias.shape} is not a two-class linear head")
-            return LinearHead(weight, bias)
+            prototypes = tensors.get("prototypes")
+            if (prototypes is None) != ("prototype_cutoff" not in meta):
+                raise ValueError("prototypes and their cut-off come together")
+            return LinearHead(weight, bias, float(meta.get("threshold", 0.5)), prototypes,
+                              float(meta.get("prototype_cutoff", 0.0)))
     except (KeyError, ValueError, TypeError) as exc:
         raise ConceptFileError(path, f"not a valid {kind} head: {exc}") from None
     raise ConceptFileError(path.with_name(META_FILE), f"unknown head kind {kind!r}")

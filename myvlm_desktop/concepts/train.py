@@ -23,7 +23,7 @@ from ..people.ops import concept_members as people_members
 from ..vision import augment
 from ..vision.boxes import iou
 from .engines import embedder_for, face_engine_for
-from .linear import TrainConfig, TrainingError, train_linear_head
+from .linear import TrainConfig, TrainingError, fit_concept_head
 from .person import PersonHead, representative_keys
 from .store import ConceptFileError, Head, load_head, save_head
 
@@ -33,6 +33,7 @@ HARD_NEGATIVES = 100     # the user's photos most like the concept: what the hea
 SPREAD_NEGATIVES = 50    # plus a spread over the rest, so ordinary photos are covered too (MyVLM used ~150)
 MAX_NEGATIVE_KEYS = 256
 HEAD_VIEWS = 8           # the photo and 7 augmented views (flip, rotation up to 30 degrees), embedded once
+CROP = 0.7               # subject crops cover this share of each side
 LOAD_SIDE = 768          # decode training photos at most this big: embedders look at a few hundred pixels
 PERSON_KIND = "person"
 SAME_FACE_IOU = 0.3      # two boxes overlapping this much are one face found twice, not two people
@@ -178,7 +179,7 @@ def _person_head(db: Database, concept, members: dict[str, set[int]], face_engin
         raise TrainingError(f"no face of {concept['name']} is known yet: pick a photo where they are alone")
     keys = np.stack([from_blob(r["embedding"]) for r in positives])
     chosen = representative_keys(keys)
-    negatives = [r for r in _negative_faces(db, members, positives) if r["engine"] == engine_id]
+    negatives = [r for r in _negative_faces(db, members, positives, concept["id"]) if r["engine"] == engine_id]
     neg = np.stack([from_blob(r["embedding"]) for r in negatives]) if negatives else np.zeros((0, keys.shape[1]))
     neg_chosen = representative_keys(neg, MAX_NEGATIVE_KEYS) if len(neg) else np.arange(0)
     meta = {"engine": engine_id, "threshold": threshold,
@@ -221,18 +222,29 @@ def _face_rows(db: Database, face_ids: Iterable[int]) -> list:
     return _rows_by_id(db, f"SELECT {FACE_COLUMNS} FROM faces WHERE id IN ({{}})", face_ids)
 
 
-def _negative_faces(db: Database, members: dict[str, set[int]], positives: list) -> list:
+def _negative_faces(db: Database, members: dict[str, set[int]], positives: list, concept_id: int) -> list:
     """Faces that are not the concept: those the user rejected, every face of photos the user said it is
-    not in, and the other faces of the concept's own photos (a person appears once in a photo)."""
+    not in, the other faces of the concept's own photos (a person appears once in a photo), and the faces
+    of the other people the user named."""
     rows = _face_rows(db, members["rejected_face_ids"])
     rows += _rows_by_id(db, f"SELECT {FACE_COLUMNS} FROM faces WHERE photo_id IN ({{}})", members["rejected_photo_ids"])
     rows += _companions(db, positives)
+    rows += _other_people(db, concept_id)
     seen, unique = {r["id"] for r in positives} | set(members["face_ids"]), []
     for r in rows:
         if r["id"] not in seen:
             seen.add(r["id"])
             unique.append(r)
     return unique
+
+
+def _other_people(db: Database, concept_id: int) -> list:
+    """The faces of the other people the user named: a face nearer one of them than this person is theirs.
+    (A later change to them does not retrain this head; its negatives are still true negatives.)"""
+    columns = ", ".join(f"f.{c.strip()}" for c in FACE_COLUMNS.split(","))
+    return db.query(f"SELECT {columns} FROM faces f JOIN clusters c ON c.id = f.cluster_id "
+                    "JOIN concepts k ON k.id = c.concept_id WHERE k.kind = ? AND k.id != ? AND f.hidden = 0 "
+                    "ORDER BY f.id", (PERSON_KIND, concept_id))
 
 
 def _companions(db: Database, positives: list) -> list:
@@ -271,8 +283,8 @@ def _linear_head(library: Library, concept, members: dict[str, set[int]], embedd
     neg, negative_ids = _hard_negatives(db, embedder_id, pos[_originals(groups)], set(photo_ids) | found,
                                         members["rejected_photo_ids"])
     cfg = TrainConfig(seed=seed)
-    head = train_linear_head(pos, neg, cfg, positive_groups=groups)
-    meta = {"engine": embedder_id, "threshold": 0.5,
+    head = fit_concept_head(pos, neg, groups, cfg)
+    meta = {"engine": embedder_id, "mode": "prototypes" if head.prototypes is not None else "linear",
             "training": {"positive_photo_ids": sorted(set(groups.tolist())), "positive_views": len(pos),
                          "augmented": embedder is not None, "negative_photo_ids": negative_ids,
                          **cfg.as_dict()}}
@@ -318,7 +330,17 @@ def _embedded_views(library: Library, photo_id: int, embedder) -> np.ndarray | N
     except ImageError as exc:
         log.warning("photo %s left out of augmentation: %s", photo_id, exc)
         return None
-    return np.asarray(embedder.embed(augment.array_views(rgb, HEAD_VIEWS, seed=photo_id)), np.float32)
+    return np.asarray(embedder.embed(training_views(rgb, seed=photo_id)), np.float32)
+
+
+def training_views(rgb: np.ndarray, seed: int = 0) -> list[np.ndarray]:
+    """What a pet or object head learns from one photo: its augmented views (the original first), then
+    crops around the likely subject, which is rarely the whole frame: the centre and four corners."""
+    h, w = rgb.shape[:2]
+    ch, cw = max(1, round(h * CROP)), max(1, round(w * CROP))
+    corners = [((h - ch) // 2, (w - cw) // 2), (0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw)]
+    return augment.array_views(rgb, HEAD_VIEWS, seed=seed) + [np.ascontiguousarray(rgb[y:y + ch, x:x + cw])
+                                                              for y, x in corners]
 
 
 def _originals(groups: np.ndarray) -> np.ndarray:

@@ -21,6 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..library.names import name_key
+from ..sizes import human_size
 from . import theme
 from .models import PhotoListModel, PhotoSource
 from .widgets import EmptyState, PhotoGrid, format_eta, heading, muted
@@ -150,7 +152,7 @@ class ConceptPage(QWidget):
 
     def show_concept(self, name: str) -> None:
         for row in range(self.list.count()):
-            if self.list.item(row).data(Qt.ItemDataRole.UserRole)["name"].casefold() == name.casefold():
+            if name_key(self.list.item(row).data(Qt.ItemDataRole.UserRole)["name"]) == name_key(name):
                 self.list.setCurrentRow(row)
 
     def _picked(self, item: QListWidgetItem | None, previous=None) -> None:
@@ -218,7 +220,7 @@ class ConceptPage(QWidget):
         from ..interop import pack
 
         run_task(pack.export_concept, self.session.library, name, path, owner=self,
-                 on_done=lambda r: self.status.emit(f"Exported {r['name']} to {r['path']} ({r['bytes'] // 1024} KB)"),
+                 on_done=lambda r: self.status.emit(f"Exported {r['name']} to {r['path']} ({human_size(r['bytes'])})"),
                  on_error=lambda exc: self.status.emit(f"Could not export {name}: {exc}"))
 
     def import_pack(self, path: str) -> None:

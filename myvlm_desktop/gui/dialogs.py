@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..library.names import name_key
 from ..models import registry
 from ..pipeline.settings import CHOICES
 from ..sizes import human_size
@@ -41,7 +42,8 @@ from .widgets import heading, muted
 from .workers import run_task
 
 LABELS = {
-    "face_engine": {"auto": "Automatic (InsightFace when installed, else dlib)", "dlib": "dlib (offline, CPU)",
+    "face_engine": {"auto": "Automatic (InsightFace when installed and calibrated, else dlib)",
+                    "dlib": "dlib (offline, CPU)", "dlib+cnn": "dlib, CNN where HOG finds no face (finds more, slower)",
                     "insightface": "InsightFace buffalo_l (best; downloads once)"},
     "embedder": {"sscd": "SSCD (offline)", "clip": "OpenCLIP (best; downloads once)"},
     "vlm_backend": {"smolvlm": "SmolVLM (laptops, CPU)", "blip2": "BLIP-2", "llava": "LLaVA"},
@@ -397,7 +399,7 @@ class NameDialog(QDialog):
             self.kinds.addButton(button)
             row.addWidget(button)
         row.addStretch(1)
-        self.existing = {n.casefold(): n for n in names}
+        self.existing = {name_key(n): n for n in names}
         self.hint = muted()
         self.name.textChanged.connect(self._hint)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -412,7 +414,7 @@ class NameDialog(QDialog):
         layout.addWidget(buttons)
 
     def _hint(self, text: str) -> None:
-        known = self.existing.get(text.strip().casefold())
+        known = self.existing.get(name_key(text.strip()))
         self.hint.setText(f"{known} already exists: these faces join {known}." if known else "")
 
     def _accept(self) -> None:

@@ -18,11 +18,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..concepts.review import ReviewSession, retrain
 from ..library.search import concept_names
 from . import theme
 from .dialogs import ChoiceDialog, MergeDialog, NameDialog
 from .images import ImageCache, read_face
 from .models import FaceListModel
+from .review import ReviewDialog
 from .widgets import CardGrid, EmptyState, heading, muted
 from .workers import run_task
 
@@ -258,7 +260,9 @@ class PeoplePage(QWidget):
         answer = QMessageBox.question(self, "Merge?", f"{error.name} already exists. Merge {cluster['concept']} into "
                                       f"{error.name}?")
         if answer == QMessageBox.StandardButton.Yes:
-            self.op("merge", error.name, cluster["concept"], keep=error.name, done_message=f"Merged into {error.name}")
+            # "@Name": a concept by name, even one called "2024" (digits alone may mean a cluster)
+            self.op("merge", f"@{error.name}", f"@{cluster['concept']}", keep=f"@{error.name}",
+                    done_message=f"Merged into {error.name}")
         return True
 
     def name_selected(self) -> None:
@@ -314,8 +318,10 @@ class PeoplePage(QWidget):
         self.reject_button = self._button("no", "Not this one", self.reject_selected)
         self.cover_button = self._button("cover", "Use as cover", self.cover_selected)
         self.rename_button = self._button("name", "Name…", lambda: self.open_cluster and self.name_cluster(self.open_cluster))
+        self.review_button = self._button("yes", "Review…", self.review_open)
         bar = QHBoxLayout()
-        for b in (self.rename_button, self.split_button, self.move_button, self.reject_button, self.cover_button):
+        for b in (self.rename_button, self.split_button, self.move_button, self.reject_button, self.cover_button,
+                  self.review_button):
             bar.addWidget(b)
         bar.addStretch(1)
         header = QHBoxLayout()
@@ -355,7 +361,21 @@ class PeoplePage(QWidget):
         self.detail_count.setText(f"{cluster['size']} {noun}")
         self.faces_model.set_rows(members)
         self.rename_button.setText("Rename…" if cluster["concept"] else "Name…")
+        self.review_button.setText(f"Review {cluster['concept']}…" if cluster["concept"] else "Review…")
         self._face_selection_changed()
+
+    def review_open(self) -> None:
+        """"Review <Rex>": the queue is built off the GUI thread (it may train the head first)."""
+        concept_id = self.open_cluster and self.open_cluster.get("concept_id")
+        if concept_id:
+            run_task(ReviewSession, self.session.library, concept_id, owner=self, on_done=self.show_review,
+                     on_error=self._op_failed)
+
+    def show_review(self, review: ReviewSession) -> None:
+        ReviewDialog(review, self).exec()
+        if review.changed:  # the answers changed the examples: retrain and find again, in the background
+            self.run(retrain, self.session.library, [review.concept["id"]],
+                     done_message=f"{review.concept['name']} learnt from your answers")
 
     def show_overview(self) -> None:
         self.open_cluster = None
@@ -368,6 +388,7 @@ class PeoplePage(QWidget):
         self.move_button.setEnabled(n >= 1 and is_face)
         self.reject_button.setEnabled(n >= 1 and bool(self.open_cluster and self.open_cluster.get("concept_id")))
         self.cover_button.setEnabled(n == 1)
+        self.review_button.setEnabled(bool(self.open_cluster and self.open_cluster.get("concept_id")))
 
     def selected_faces(self) -> list[int]:
         return [self.faces_model.row_data(r)["id"] for r in self.faces_grid.selected_rows()]

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 import os
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeET
+
+from ..library.names import name_key
 
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 NS = {
@@ -111,11 +112,6 @@ def orient_box(box, orientation: int):
 
 def same_name(a: str, b: str) -> bool:
     return name_key(a) == name_key(b)
-
-
-def name_key(name: str) -> str:
-    """Names that differ only by case or Unicode form are one name."""
-    return unicodedata.normalize("NFC", " ".join(name.split())).casefold()
 
 
 # -- sources --------------------------------------------------------------------------------------------

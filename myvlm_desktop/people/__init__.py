@@ -7,7 +7,7 @@
 - `update`: clustering the library, incremental or full, keeping every user decision; `carry_over`
   moves decisions to re-detected faces (another engine, a rescan).
 - `ops`: what the user does (name, rename, merge, split, move, reject, hide, cover, delete, concept from
-  photos), each an undoable operation; `undo`, `redo`, `list_clusters`, `concept_members`, `suggestions`.
+  photos), each an undoable operation; `undo`, `redo`, `concept_members`, `suggestions`.
 - `undo`: the operation log (row images captured by temporary triggers).
 - `listing`: the clusters People & Pets and `myvlm people` list (sizes count faces in ok photos).
 - `suggest`: "Is this Alice?" and merge suggestions.

@@ -562,58 +562,6 @@ def concept_members(target, concept_id: int) -> dict[str, list[int]]:
     }
 
 
-def list_clusters(target, include_hidden: bool = False, kind: str | None = None, members: bool = False,
-                  min_size: int = 1) -> list[dict]:
-    """Clusters for People & Pets, named first then largest: id, size, concept, kind, cover, hidden.
-
-    `kind` filters on the cluster kind ('face' or 'image'). Each entry: id, cluster_kind, size, concept
-    (name or None), concept_id, kind (the concept's kind, or None when unnamed), hidden, cover_face,
-    cover_photo, cover_path, cover_box ([x1, y1, x2, y2] or None); with `members`, "members":
-    [{"face", "photo", "path", "box", "area"}] (face / box / area None for an image cluster).
-    """
-    db = _db(target)
-    where = ["(? OR c.hidden = 0)"]
-    params: list[Any] = [int(include_hidden)]
-    if kind:
-        where.append("c.kind = ?")
-        params.append(kind)
-    rows = db.query(
-        "SELECT c.id, c.kind AS cluster_kind, c.hidden, c.concept_id, n.name AS concept, n.kind, "
-        "c.cover_face_id, c.cover_photo_id, p.path AS cover_path, f.x1, f.y1, f.x2, f.y2, "
-        "CASE c.kind WHEN 'face' THEN (SELECT count(*) FROM faces m WHERE m.cluster_id = c.id AND m.hidden = 0) "
-        "ELSE (SELECT count(*) FROM cluster_photos m WHERE m.cluster_id = c.id) END AS size "
-        "FROM clusters c LEFT JOIN concepts n ON n.id = c.concept_id "
-        "LEFT JOIN faces f ON f.id = c.cover_face_id "
-        "LEFT JOIN photos p ON p.id = coalesce(f.photo_id, c.cover_photo_id) "
-        f"WHERE {' AND '.join(where)} ORDER BY n.name IS NULL, size DESC, c.id", params)
-    out = []
-    for r in rows:
-        if r["size"] < min_size and r["concept_id"] is None:
-            continue
-        entry = {"id": r["id"], "cluster_kind": r["cluster_kind"], "size": r["size"], "concept": r["concept"],
-                 "concept_id": r["concept_id"], "kind": r["kind"], "hidden": bool(r["hidden"]),
-                 "cover_face": r["cover_face_id"], "cover_photo": r["cover_photo_id"], "cover_path": r["cover_path"],
-                 "cover_box": [r["x1"], r["y1"], r["x2"], r["y2"]] if r["x1"] is not None else None}
-        if members:
-            entry["members"] = cluster_members(db, r["id"])
-        out.append(entry)
-    return out
-
-
-def cluster_members(target, cluster_id: int) -> list[dict]:
-    db = _db(target)
-    kind = db.scalar("SELECT kind FROM clusters WHERE id = ?", (cluster_id,))
-    if kind == "face":
-        rows = db.query("SELECT f.id, f.photo_id, p.path, f.x1, f.y1, f.x2, f.y2 FROM faces f "
-                        "JOIN photos p ON p.id = f.photo_id WHERE f.cluster_id = ? AND f.hidden = 0 ORDER BY f.id",
-                        (cluster_id,))
-        return [{"face": r["id"], "photo": r["photo_id"], "path": r["path"], "box": [r["x1"], r["y1"], r["x2"], r["y2"]],
-                 "area": (r["x2"] - r["x1"]) * (r["y2"] - r["y1"])} for r in rows]
-    rows = db.query("SELECT p.id, p.path FROM cluster_photos cp JOIN photos p ON p.id = cp.photo_id "
-                    "WHERE cp.cluster_id = ? ORDER BY p.id", (cluster_id,))
-    return [{"face": None, "photo": r["id"], "path": r["path"], "box": None, "area": None} for r in rows]
-
-
 def suggestions(target, limit: int = 50) -> dict:
     """"Is this Alice?" for unnamed clusters and "same person?" among named concepts (people/suggest.py)."""
     from .suggest import suggest
@@ -625,13 +573,11 @@ __all__ = [
     "KINDS",
     "NameTaken",
     "PeopleError",
-    "cluster_members",
     "concept_members",
     "create_concept_from_photos",
     "delete_concept",
     "hide_cluster",
     "history",
-    "list_clusters",
     "merge",
     "move_face",
     "name_cluster",

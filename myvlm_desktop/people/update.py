@@ -37,7 +37,7 @@ from .index import (
 )
 
 Progress = Callable[[int, int, str], None]
-BULK_MIN = 5000  # a run placing more items than this (and a fifth of all) reads every vector in one scan
+BULK_MIN = 5000  # a run querying more items than this reads them in one scan of the table, not by id
 
 
 @dataclass

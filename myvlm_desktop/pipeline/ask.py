@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from .. import config
 from ..library.db import now
+from ..library.names import name_key
 from ..library.store import Library
 from ..models.errors import ModelUnavailable
 from ..vlm import phrase
@@ -87,8 +88,8 @@ def _find_concepts(conn: sqlite3.Connection, q: Question) -> str:
     rest = q.text
     for match in re.finditer(r"<([^<>]{1,60})>|@\"([^\"]{1,60})\"|@([\w'-]+)", q.text):
         said = next(g for g in match.groups() if g).strip()
-        row = next((r for r in rows if said.casefold() in (r["name"].casefold(), r["identifier"].casefold(),
-                                                           f"<{r['name']}>".casefold())), None)
+        key = name_key(said)
+        row = next((r for r in rows if key in (name_key(r["name"]), name_key(r["identifier"].strip("<>")))), None)
         _note(q, row, f"<{said}>")
         rest = rest.replace(match.group(), " ")
     for row in sorted(rows, key=lambda r: -len(r["name"])):

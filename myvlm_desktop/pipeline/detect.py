@@ -16,6 +16,7 @@ import numpy as np
 
 from ..concepts.detect import detect_image
 from ..concepts.linear import PRESENT_AT
+from ..concepts.person import one_per_photo
 from ..concepts.store import Head
 from ..concepts.train import concept_members, ensure_heads
 from ..library.db import Database, from_blob, now
@@ -89,20 +90,12 @@ def occurrences_for(db: Database, concept_id: int, head: Head, cache: dict | Non
         if head.kind == "person":
             _, score, present = head.model.verdicts(vectors.matrix[part])
         else:
-            score = head.model.probabilities(vectors.matrix[part])
+            score = head.model.scores(vectors.matrix[part])
             present = score >= PRESENT_AT
         rows += [(int(vectors.photo_ids[i]), int(vectors.ids[i]) if head.kind == "person" else None, float(s))
                  for i, s in zip(part[present], score[present])]
-    return _best_per_photo(rows)
-
-
-def _best_per_photo(rows: list[tuple]) -> list[tuple]:
-    """Several faces in one photo: the photo is marked once, with the face most like the concept."""
-    best: dict[int, tuple] = {}
-    for row in rows:
-        if row[0] not in best or row[2] > best[row[0]][2]:
-            best[row[0]] = row
-    return sorted(best.values())
+    # one person per photo: the best face is marked, the others wait in the review queue
+    return one_per_photo(rows)[0]
 
 
 def _face_vectors(db: Database, engine: str) -> Vectors:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from PIL import Image
@@ -12,7 +13,8 @@ from PIL import Image
 from myvlm_desktop.imaging import load_array
 from myvlm_desktop.library.db import now, to_blob
 from myvlm_desktop.library.scan import scan_library
-from tests.conftest import insightface_image
+from myvlm_desktop.people import ops
+from tests.conftest import insightface_image, make_jpeg
 
 
 @cache
@@ -88,3 +90,36 @@ def head_rows(library, concept_id: int) -> dict[int, int | None]:
     return {r["photo_id"]: r["face_id"] for r in library.db.query(
         "SELECT photo_id, face_id FROM occurrences WHERE concept_id = ? AND source = 'head' AND present = 1",
         (concept_id,))}
+
+
+# -- a person with borderline faces (synthetic vectors of dlib's size), for the review queue -----------
+DIM = 128
+ENGINE = "dlib-resnet_v1"  # dlib's threshold (0.085) applies: scores are 1 - distance / 0.17
+
+
+def _at(distance: float, axis: int) -> np.ndarray:
+    """A unit vector at `distance` (cosine) from Alice's, turned towards `axis`."""
+    v = np.zeros(DIM, np.float32)
+    v[0], v[axis] = 1.0 - distance, np.sqrt(1.0 - (1.0 - distance) ** 2)
+    return v
+
+
+def _face(vector: np.ndarray, x: float = 10.0):
+    return SimpleNamespace(box=(x, 10.0, x + 50.0, 60.0), landmarks=None, score=1.0, embedding=vector)
+
+
+def make_alice(library, photo_dir):
+    """Alice named from one photo; a group photo with her (A) and a look-alike (B); two borderline faces."""
+    for i, name in enumerate(("named", "group", "doubt", "likely", "stranger")):
+        make_jpeg(photo_dir / f"{name}.jpg", seed=i)
+    photos = add_photos(library, photo_dir)
+    faces = {
+        "named": add_faces(library, photos["named.jpg"], [_face(_at(0.0, 1))], ENGINE)[0],
+        "A": add_faces(library, photos["group.jpg"], [_face(_at(0.01, 2))], ENGINE)[0],
+        "B": add_faces(library, photos["group.jpg"], [_face(_at(0.04, 3), x=100.0)], ENGINE)[0],
+        "doubt": add_faces(library, photos["doubt.jpg"], [_face(_at(0.08, 4))], ENGINE)[0],    # 0.53
+        "likely": add_faces(library, photos["likely.jpg"], [_face(_at(0.06, 5))], ENGINE)[0],  # 0.65
+        "stranger": add_faces(library, photos["stranger.jpg"], [_face(_at(0.6, 6))], ENGINE)[0],
+    }
+    concept = ops.name_cluster(library, face_cluster(library, [faces["named"]]), "Alice")["id"]
+    return SimpleNamespace(library=library, photos=photos, faces=faces, concept=concept)

@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from myvlm_desktop.concepts.linear import LinearHead, TrainConfig, TrainingError, train_linear_head
+from myvlm_desktop.concepts.linear import (
+    MAX_CUTOFF,
+    LinearHead,
+    TrainConfig,
+    TrainingError,
+    fit_concept_head,
+    train_linear_head,
+)
 
 DIM = 256
 
@@ -65,3 +72,34 @@ def test_bad_examples_are_refused_with_a_reason():
         train_linear_head(pos, neg[:, :10])
     with pytest.raises(TrainingError, match="NaN"):
         train_linear_head(np.full((1, DIM), np.nan), neg)
+
+
+def test_one_example_falls_back_to_prototypes_that_neither_collapse_nor_fire_everywhere():
+    pos, groups, neg, unseen_pos, unseen_neg = _data(1, seed=11)
+    head = fit_concept_head(pos, neg, groups, TrainConfig(steps=100))
+    assert head.prototypes is not None and len(head.prototypes) == len(pos)
+    # the cut-off lies above 90% of the negatives' similarities, below the example's own views
+    assert np.mean(head.present(neg)) <= 0.11 and head.present(pos).all()
+    assert head.present(unseen_pos).mean() >= 0.8  # new photos of the concept, not only its one photo
+    assert head.present(unseen_neg).mean() <= 0.25  # about the 10% of negatives above the cut-off
+    scores = head.scores(np.vstack([pos[:1], unseen_neg[:1]]))
+    assert scores[0] > 0.5 > scores[1]
+
+
+def test_three_examples_train_a_linear_head_with_a_calibrated_cut_off():
+    pos, groups, neg, unseen_pos, unseen_neg = _data(3, seed=12)
+    head = fit_concept_head(pos, neg, groups, TrainConfig())
+    assert head.prototypes is None
+    assert 0.5 <= head.threshold <= MAX_CUTOFF
+    # at the cut-off the score is exactly 0.5, whatever the cut-off is
+    p = head.probabilities(unseen_pos)
+    assert np.allclose(head.scores(unseen_pos) >= 0.5, p >= head.threshold)
+    assert head.present(unseen_pos).mean() >= 0.9 and head.present(unseen_neg).mean() <= 0.05
+
+
+def test_fit_refuses_mismatched_groups_and_cut_offs_out_of_range():
+    pos, groups, neg, _, _ = _data(2, seed=13)
+    with pytest.raises(TrainingError, match="one entry per positive"):
+        fit_concept_head(pos, neg, groups[:-1])
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        LinearHead(np.zeros((2, DIM), np.float32), np.zeros(2, np.float32), threshold=1.5)

