@@ -6,6 +6,8 @@ needs its whole reason on screen and a next step.
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
@@ -39,7 +41,7 @@ class ErrorBanner(QFrame):
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setStyleSheet("#errorBanner { background: #fdecea; border: 1px solid #e0a39c; }"
                            "#errorBanner QLabel { color: #611a15; }")
-        self.failures: dict[int, tuple[str, str]] = {}  # job id -> (kind, error), oldest first
+        self.failures: dict[object, tuple[str, str, str]] = {}  # key -> (title, reason, next step), oldest first
         self.title = QLabel()
         self.title.setObjectName("errorTitle")
         self.title.setTextFormat(Qt.TextFormat.RichText)
@@ -66,7 +68,13 @@ class ErrorBanner(QFrame):
         self.hide()
 
     def job_failed(self, job_id: int, kind: str, error: str) -> None:
-        self.failures[job_id] = (kind, error.strip() or "it stopped without saying why")
+        error = error.strip() or "it stopped without saying why"
+        self.failures[("job", job_id)] = (f"{job_title(kind)} failed", error, advice(kind, error))
+        self._show()
+
+    def action_failed(self, title: str, error: str, next_step: str) -> None:
+        """Something the user started outside the job queue (a concept pack import, an export)."""
+        self.failures[("action", len(self.failures), title, error)] = (title, error, next_step)
         self._show()
 
     def dismiss(self) -> None:
@@ -79,10 +87,9 @@ class ErrorBanner(QFrame):
         if not self.failures:
             self.hide()
             return
-        kind, error = self.failures[next(reversed(self.failures))]
+        title, error, next_step = self.failures[next(reversed(self.failures))]
         more = len(self.failures) - 1
-        title = f"{job_title(kind)} failed"
-        self.title.setText(f"<b>{title}</b>" + (f" (and {more} more)" if more else ""))
+        self.title.setText(f"<b>{html.escape(title)}</b>" + (f" (and {more} more)" if more else ""))
         self.text.setText(error)
-        self.next_step.setText(advice(kind, error))
+        self.next_step.setText(next_step)
         self.show()

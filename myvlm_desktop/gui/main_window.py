@@ -154,6 +154,7 @@ class MainWindow(QMainWindow):
         self.job_indicator = JobIndicator(self.jobs_bridge)
         self.job_indicator.clicked.connect(lambda: self.jobs_dock.setVisible(not self.jobs_dock.isVisible()))
         self.error_banner.showJobs.connect(self.jobs_dock.show)
+        self.concept_page.failed.connect(self.error_banner.action_failed)
         self.statusBar().addPermanentWidget(self.job_indicator)
         self.statusBar().setSizeGripEnabled(False)
 

@@ -60,3 +60,13 @@ def test_a_cancelled_job_is_not_an_error(window, session, qtbot):
     job.wait(10)
     qtbot.wait(500)
     assert job.status.state != "failed" and not window.error_banner.isVisible()
+
+
+def test_a_concept_pack_that_cannot_be_imported_stays_on_screen(window, qtbot, tmp_path):
+    bad = tmp_path / "bad.myvlm"
+    bad.write_bytes(b"not a zip")
+    window.concept_page.import_pack(str(bad))
+    banner = window.error_banner
+    qtbot.waitUntil(banner.isVisible, timeout=10000)
+    assert banner.title.text().startswith("<b>Could not import") and str(bad) in banner.title.text()
+    assert banner.text.text() and "import it again" in banner.next_step.text()
