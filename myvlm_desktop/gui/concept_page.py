@@ -34,6 +34,7 @@ KIND_NOUNS = {"person": "Person", "pet": "Pet", "object": "Thing"}
 class ConceptPage(QWidget):
     photoActivated = Signal(int)
     status = Signal(str)
+    failed = Signal(str, str, str)  # title, whole reason, what to do: shown until dismissed
 
     def __init__(self, session, photo_model: PhotoListModel, bridge, parent=None):
         super().__init__(parent)
@@ -221,14 +222,20 @@ class ConceptPage(QWidget):
 
         run_task(pack.export_concept, self.session.library, name, path, owner=self,
                  on_done=lambda r: self.status.emit(f"Exported {r['name']} to {r['path']} ({human_size(r['bytes'])})"),
-                 on_error=lambda exc: self.status.emit(f"Could not export {name}: {exc}"))
+                 on_error=lambda exc: self._failed(f"Could not export {name}", str(exc),
+                                                   "Choose a folder you can write to and export again."))
+
+    def _failed(self, title: str, reason: str, next_step: str) -> None:
+        self.status.emit(f"{title}: {reason}")
+        self.failed.emit(title, reason, next_step)
 
     def import_pack(self, path: str) -> None:
         """Install a pack (from the button or a file dropped on the window); the status line says how it went."""
         from ..interop import pack
 
         run_task(pack.import_pack, self.session.library, path, owner=self, on_done=self._imported,
-                 on_error=lambda exc: self.status.emit(f"Could not import {path}: {exc}"))
+                 on_error=lambda exc: self._failed(f"Could not import {path}", str(exc),
+                                                   "Check the file is a whole .myvlm concept pack and import it again."))
 
     def _imported(self, result: dict) -> None:
         skipped = f"; not installed: {'; '.join(result['not_installed'])}" if result["not_installed"] else ""

@@ -48,6 +48,7 @@ class JobRow(QFrame):
         self.title = QLabel(job_title(view.kind))
         self.title.setObjectName("jobTitle")
         self.message = muted()
+        self.message.setTextFormat(Qt.TextFormat.PlainText)  # "<Alice>" in a message is text, not a tag
         self.message.setWordWrap(False)
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
@@ -100,8 +101,12 @@ class JobRow(QFrame):
         self.view = view
         self.bar.setValue(int(view.fraction * 1000))
         message = view.error if view.state == "failed" and view.error else view.message
-        short = FOLDERS.sub("", message or "")  # "index: /a/long/path/IMG_001.jpg" -> "index: IMG_001.jpg"
-        self.message.setText(self.message.fontMetrics().elidedText(short, Qt.TextElideMode.ElideMiddle, 520))
+        if view.state == "failed":  # the reason stays whole, wrapped: the user has to act on it
+            self.message.setWordWrap(True)
+            self.message.setText(message or "")
+        else:
+            short = FOLDERS.sub("", message or "")  # "index: /a/long/path/IMG_001.jpg" -> "index: IMG_001.jpg"
+            self.message.setText(self.message.fontMetrics().elidedText(short, Qt.TextElideMode.ElideMiddle, 520))
         self.message.setToolTip(message or "")
         self._show_state(view.state)
 

@@ -30,6 +30,7 @@ from . import theme
 from .chat import ChatPanel
 from .concept_page import ConceptPage
 from .dialogs import ModelManagerDialog, SettingsChange, SettingsDialog
+from .error_banner import ErrorBanner
 from .images import ImageCache
 from .jobs_panel import FINISHED, JobIndicator, JobsPanel
 from .models import PhotoListModel, PhotoSource
@@ -140,13 +141,20 @@ class MainWindow(QMainWindow):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(side)
-        layout.addWidget(self.pages, 1)
+        self.error_banner = ErrorBanner()  # a failed job stays on screen with its whole reason
+        column = QVBoxLayout()
+        column.setSpacing(0)
+        column.addWidget(self.error_banner)
+        column.addWidget(self.pages, 1)
+        layout.addLayout(column, 1)
         self.setCentralWidget(central)
         self._toolbar()
         self._docks()
         self._menus()
         self.job_indicator = JobIndicator(self.jobs_bridge)
         self.job_indicator.clicked.connect(lambda: self.jobs_dock.setVisible(not self.jobs_dock.isVisible()))
+        self.error_banner.showJobs.connect(self.jobs_dock.show)
+        self.concept_page.failed.connect(self.error_banner.action_failed)
         self.statusBar().addPermanentWidget(self.job_indicator)
         self.statusBar().setSizeGripEnabled(False)
 
@@ -471,7 +479,7 @@ class MainWindow(QMainWindow):
             self._mark_dirty("photos")
             self._mark_dirty("people")
             if view.state == "failed":
-                self.flash(f"{view.kind} failed: {view.error or view.message}")
+                self.error_banner.job_failed(view.id, view.kind, view.error or view.message)
             if view.kind == "process" and view.state == "done":  # captions skipped: offer the model
                 from .model_dialog import after_process
 

@@ -267,6 +267,6 @@ class SelfTest:
             self.window.shutdown()
         elif self.session is not None:
             self.session.close()
-        from ..pipeline import captions
+        from ..pipeline import shared_vlm
 
-        captions._backends.clear()  # the tiny model goes with its folder
+        shared_vlm.release()  # the tiny model goes with its folder
