@@ -16,7 +16,8 @@ is empty, every decision made before the kill is still there. After a chain, the
 Jobs: scan, index (dlib worker processes + SSCD), cluster --full, naming operations with undo/redo (a
 driver at a user's pace), heads train + detect, concept-embedding training and caption --all (a tiny
 random-initialised SmolVLM of the real class), and import-names (names from XMP face regions in sidecars,
-some placed on detected faces, some making faces of their own). Writes benchmarks/results/crash_matrix.json.
+some placed on detected faces, some making faces of their own), and `models download` of a tiny SmolVLM
+from a Hub served on 127.0.0.1 (tests/models/hub_server.py, slowed to ~2 MB/s). Writes benchmarks/results/crash_matrix.json.
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ class Job:
     deterministic: bool = True
     note: str = ""
     extra: dict = field(default_factory=dict)
+    env: Callable[[Path], dict] = lambda data: {}  # more environment for its runs
+    leftovers: Callable[[Path], list] | None = None  # files a killed run leaves behind (reported, not a mismatch)
 
 
 def cli(*args: str) -> Callable[[Path], list[str]]:
@@ -180,15 +183,91 @@ def jobs(tiny_model: Path | None) -> dict[str, Job]:
         Job("caption --all (tiny VLM)", cli("caption", "--all", *model),
             lambda d: _count(d, "SELECT count(DISTINCT photo_id) FROM captions"),
             lambda d: sorted(_query(d, "SELECT photo_id, text FROM captions"))),
+        Job("model download (local Hub)", cli("models", "download", HUB_REPO), _download_progress, download_state,
+            env=_hub_env, leftovers=_incomplete),
         Job("import-names (XMP regions)", cli("import-names", "--engine", "dlib"), _names_progress, names_state,
-            base="names"),
+            base="names", fine=False),
     ]}
 
 
+# -- the model download: a tiny SmolVLM of the real class served by a Hub on 127.0.0.1, slowed to a trickle ---
+HUB_REPO = "HuggingFaceTB/SmolVLM-256M-Instruct"
+HUB: dict = {}
+TRICKLE = (1 << 16, 0.03)  # bytes, then a pause: ~2 MB/s, so that a kill can land inside a file
+
+
+def _hub_env(data: Path) -> dict:
+    from tests.models.hub_server import hub_environment
+
+    return hub_environment(HUB["server"], data / "hf-cache") if HUB else {}
+
+
+def start_hub(work: Path) -> None:
+    from tests.models.hub_server import HubServer, folder_files
+
+    server = HubServer({HUB_REPO: folder_files(tiny_vlm(work / "hub"))}, lifetime=6 * 3600)
+    plain = server.httpd.RequestHandlerClass
+
+    class Trickle(plain):
+        def setup(self):
+            super().setup()
+            raw = self.wfile
+
+            class Slow:
+                def write(self, data):
+                    view = memoryview(data)
+                    try:
+                        for i in range(0, len(view), TRICKLE[0]):
+                            raw.write(view[i:i + TRICKLE[0]])
+                            if len(view) > TRICKLE[0]:
+                                HUB["sending"] = i + TRICKLE[0]
+                                time.sleep(TRICKLE[1])
+                    finally:
+                        HUB["sending"] = 0
+                    return len(view)
+
+                def __getattr__(self, name):
+                    return getattr(raw, name)
+
+            self.wfile = Slow()
+
+    server.httpd.RequestHandlerClass = Trickle
+    HUB["server"] = server.start()
+    HUB["files"] = {name: hashlib.sha256(data).hexdigest()[:16] for name, data in server.state.repos[HUB_REPO]
+                    .files.items()}
+
+
+def _download_progress(data: Path) -> int:
+    """KiB written into the cache (finished blobs, .incomplete parts) and of the file being sent: huggingface_hub
+    writes a file in 10 MB chunks, so a small file reaches the disk at once, when it is all there."""
+    total = HUB.get("sending", 0)
+    for path in (data / "hf-cache").rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_size
+        except OSError:  # renamed under us
+            continue
+    return total >> 10
+
+
+def download_state(data: Path):
+    """Every file of the snapshot with its SHA-256, the Hub's files, and what is left half-done."""
+    repo = data / "hf-cache" / ("models--" + HUB_REPO.replace("/", "--"))
+    files = {str(p.relative_to(snap)): _file_hash(p) for snap in (repo / "snapshots").glob("*")
+             for p in snap.rglob("*") if p.is_file()}
+    return {"files": sorted(files.items()), "served": sorted(HUB.get("files", {}).items())}
+
+
+def _incomplete(data: Path) -> list[str]:
+    """Parts of killed downloads: huggingface_hub writes each try to its own `<etag>.<random>.incomplete`."""
+    return sorted(f"{p.name} ({p.stat().st_size} B)" for p in (data / "hf-cache").rglob("*.incomplete"))
+
+
 def _names_progress(data: Path) -> int:
-    """Faces made from regions (one commit each while reading), then the photos the one operation recorded."""
+    """Faces made from regions (one commit each while reading), then 1 once the one operation is committed: a
+    target at the last face waits a random part of the time before that commit (the operation's transaction)."""
     return _count(data, "SELECT count(*) FROM faces WHERE source = 'metadata'") \
-        + _count(data, "SELECT count(*) FROM metadata_imports")
+        + min(_count(data, "SELECT count(*) FROM metadata_imports"), 1)
 
 
 def names_state(data: Path):
@@ -318,8 +397,9 @@ def _apply(ops, lib, step: tuple) -> None:
 
 
 # -- building the libraries ---------------------------------------------------------------------------------
-def _run(argv: list[str], timeout: float = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=timeout, check=False)
+def _run(argv: list[str], timeout: float = 1800, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+                          check=False)
 
 
 def _must(argv: list[str]) -> None:
@@ -425,7 +505,8 @@ def reference_run(job: Job, base: Path, work: Path) -> dict:
                 "seconds": 0}
     before = decisions(data)
     started = time.monotonic()
-    proc = subprocess.Popen(job.command(data), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(job.command(data), env={**ENV, **job.env(data)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     levels: dict[int, float] = {}
     while proc.poll() is None:
         level = job.progress(data)
@@ -453,10 +534,11 @@ def kill_chain(job: Job, base: Path, data: Path, ref: dict, kills: int, rng: ran
         before[k] = before[k] - {tuple(r) for r in rows}
     top = max(ref["top"], 1)
     targets = sorted(rng.randint(0, top - 1) for _ in range(kills))
-    out = {"kills": 0, "resumed": 0, "lost": 0, "unsound": 0, "finished_early": 0, "problems": []}
+    out = {"kills": 0, "resumed": 0, "lost": 0, "unsound": 0, "finished_early": 0, "problems": [], "at": []}
     last_level = job.progress(data)
     for target in targets:
-        proc = subprocess.Popen(job.command(data), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(job.command(data), env={**ENV, **job.env(data)}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
         while proc.poll() is None and job.progress(data) < target:
             time.sleep(POLL)
         if proc.poll() is None and not job.fine:  # few commits: a random moment inside that stage
@@ -473,6 +555,7 @@ def kill_chain(job: Job, base: Path, data: Path, ref: dict, kills: int, rng: ran
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         out["kills"] += 1
+        out["at"].append(level_at_kill)
         problems = soundness(data)
         after = decisions(data)
         gone = lost(before, after)
@@ -490,7 +573,7 @@ def kill_chain(job: Job, base: Path, data: Path, ref: dict, kills: int, rng: ran
             out["problems"] += gone[:2]
         out["resumed"] += int(job.progress(data) >= min(last_level, level_at_kill))
         last_level = job.progress(data)
-    done = _run(job.command(data))
+    done = _run(job.command(data), env=job.env(data))
     out["completed"] = done.returncode == 0
     if not out["completed"]:
         out["problems"].append(f"final run failed: {done.stderr.strip()[-300:]}")
@@ -498,6 +581,7 @@ def kill_chain(job: Job, base: Path, data: Path, ref: dict, kills: int, rng: ran
     out["mismatch"] = bool(job.deterministic and job.final(data) != ref["final"])
     if out["mismatch"]:
         out["problems"].append("final state differs from the uninterrupted run")
+    out["leftovers"] = job.leftovers(data) if job.leftovers else []
     still = lost(before, decisions(data)) if not job.name.startswith("naming") else []
     if still:
         out["lost"] += 1
@@ -524,8 +608,7 @@ def _write(out: Path, rows: list[dict], load, args, partial: bool) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"jobs": rows, "total": total, "partial": partial, "load_before": load,
                                "load_after": os.getloadavg(),
-                               "args": {k: v for k, v in vars(args).items() if k != "ops_driver"},
-                               "not_covered": {"model download": "no local Hub server on main yet"}}, indent=2))
+                               "args": {k: v for k, v in vars(args).items() if k != "ops_driver"}}, indent=2))
     return out
 
 
@@ -551,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
     needs_vlm = any(wanted(name) for name in ("concept", "caption"))
     chosen = [j for j in jobs(tiny_vlm(work) if needs_vlm else None).values() if wanted(j.name)]
     bases = prepare(work, args.photos_per_person, args.scan_photos, None)
+    if any(j.name.startswith("model download") for j in chosen):
+        start_hub(work)
     load = os.getloadavg()
     rows = []
     for job in chosen:
@@ -573,6 +658,8 @@ def main(argv: list[str] | None = None) -> int:
             totals["mismatches"] += int(result["mismatch"])
             totals["failed_resumes"] += int(not result["completed"])
             totals["finished_early"] += result["finished_early"]
+            totals["progress_at_kills"] = totals.get("progress_at_kills", []) + result["at"]
+            totals["leftover_files"] = totals.get("leftover_files", []) + result["leftovers"]
             totals["problems"] += result["problems"]
         totals["seconds"] = round(time.monotonic() - t0, 1)
         rows.append(totals)
@@ -588,6 +675,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    "failed_resumes")}
     print(f"{'total':<30} {total['kills']:>5} {total['resumed']:>7} {total['decisions_lost']:>14} "
           f"{total['mismatches']:>10}")
+    if HUB:
+        HUB["server"].stop()
     out = _write(Path(args.out), rows, load, args, partial=False)
     print(f"wrote {out}")
     if not args.work:
