@@ -15,7 +15,9 @@ is empty, every decision made before the kill is still there. After a chain, the
 
 Jobs: scan, index (dlib worker processes + SSCD), cluster --full, naming operations with undo/redo (a
 driver at a user's pace), heads train + detect, concept-embedding training and caption --all (a tiny
-random-initialised SmolVLM of the real class). Writes benchmarks/results/crash_matrix.json.
+random-initialised SmolVLM of the real class), and import-names (names from XMP face regions in sidecars,
+some placed on detected faces, some making faces of their own), and `models download` of a tiny SmolVLM
+from a Hub served on 127.0.0.1 (tests/models/hub_server.py, slowed to ~2 MB/s). Writes benchmarks/results/crash_matrix.json.
 """
 
 from __future__ import annotations
@@ -94,17 +96,19 @@ DECISION_QUERIES = {
 
 def decisions(data: Path) -> dict[str, set]:
     """Every decision table, read in one transaction (a commit between two reads would mix two states)."""
-    try:
-        conn = _ro(data)
-    except sqlite3.OperationalError:
-        return {k: set() for k in DECISION_QUERIES}
-    try:
-        conn.execute("BEGIN")
-        return {k: {tuple(r) for r in conn.execute(sql)} for k, sql in DECISION_QUERIES.items()}
-    except sqlite3.OperationalError:  # not created yet
-        return {k: set() for k in DECISION_QUERIES}
-    finally:
-        conn.close()
+    for _ in range(40):  # a reader can meet a lock for a moment (WAL recovery after a kill): read again
+        try:
+            conn = _ro(data)
+            try:
+                conn.execute("BEGIN")
+                return {k: {tuple(r) for r in conn.execute(sql)} for k, sql in DECISION_QUERIES.items()}
+            finally:
+                conn.close()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc) or "unable to open" in str(exc):  # not created yet
+                break
+            time.sleep(0.05)
+    return {k: set() for k in DECISION_QUERIES}
 
 
 def lost(before: dict[str, set], after: dict[str, set]) -> list[str]:
@@ -131,6 +135,8 @@ class Job:
     deterministic: bool = True
     note: str = ""
     extra: dict = field(default_factory=dict)
+    env: Callable[[Path], dict] = lambda data: {}  # more environment for its runs
+    leftovers: Callable[[Path], list] | None = None  # files a killed run leaves behind (reported, not a mismatch)
 
 
 def cli(*args: str) -> Callable[[Path], list[str]]:
@@ -177,7 +183,105 @@ def jobs(tiny_model: Path | None) -> dict[str, Job]:
         Job("caption --all (tiny VLM)", cli("caption", "--all", *model),
             lambda d: _count(d, "SELECT count(DISTINCT photo_id) FROM captions"),
             lambda d: sorted(_query(d, "SELECT photo_id, text FROM captions"))),
+        Job("model download (local Hub)", cli("models", "download", HUB_REPO), _download_progress, download_state,
+            env=_hub_env, leftovers=_incomplete),
+        Job("import-names (XMP regions)", cli("import-names", "--engine", "dlib"), _names_progress, names_state,
+            base="names", fine=False),
     ]}
+
+
+# -- the model download: a tiny SmolVLM of the real class served by a Hub on 127.0.0.1, slowed to a trickle ---
+HUB_REPO = "HuggingFaceTB/SmolVLM-256M-Instruct"
+HUB: dict = {}
+TRICKLE = (1 << 16, 0.03)  # bytes, then a pause: ~2 MB/s, so that a kill can land inside a file
+
+
+def _hub_env(data: Path) -> dict:
+    from tests.models.hub_server import hub_environment
+
+    return hub_environment(HUB["server"], data / "hf-cache") if HUB else {}
+
+
+def start_hub(work: Path) -> None:
+    from tests.models.hub_server import HubServer, folder_files
+
+    server = HubServer({HUB_REPO: folder_files(tiny_vlm(work / "hub"))}, lifetime=6 * 3600)
+    plain = server.httpd.RequestHandlerClass
+
+    class Trickle(plain):
+        def setup(self):
+            super().setup()
+            raw = self.wfile
+
+            class Slow:
+                def write(self, data):
+                    view = memoryview(data)
+                    try:
+                        for i in range(0, len(view), TRICKLE[0]):
+                            raw.write(view[i:i + TRICKLE[0]])
+                            if len(view) > TRICKLE[0]:
+                                HUB["sending"] = i + TRICKLE[0]
+                                time.sleep(TRICKLE[1])
+                    finally:
+                        HUB["sending"] = 0
+                    return len(view)
+
+                def __getattr__(self, name):
+                    return getattr(raw, name)
+
+            self.wfile = Slow()
+
+    server.httpd.RequestHandlerClass = Trickle
+    HUB["server"] = server.start()
+    HUB["files"] = {name: hashlib.sha256(data).hexdigest()[:16] for name, data in server.state.repos[HUB_REPO]
+                    .files.items()}
+
+
+def _download_progress(data: Path) -> int:
+    """KiB written into the cache (finished blobs, .incomplete parts) and of the file being sent: huggingface_hub
+    writes a file in 10 MB chunks, so a small file reaches the disk at once, when it is all there."""
+    total = HUB.get("sending", 0)
+    for path in (data / "hf-cache").rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_size
+        except OSError:  # renamed under us
+            continue
+    return total >> 10
+
+
+def download_state(data: Path):
+    """Every file of the snapshot with its SHA-256, the Hub's files, and what is left half-done."""
+    repo = data / "hf-cache" / ("models--" + HUB_REPO.replace("/", "--"))
+    files = {str(p.relative_to(snap)): _file_hash(p) for snap in (repo / "snapshots").glob("*")
+             for p in snap.rglob("*") if p.is_file()}
+    return {"files": sorted(files.items()), "served": sorted(HUB.get("files", {}).items())}
+
+
+def _incomplete(data: Path) -> list[str]:
+    """Parts of killed downloads: huggingface_hub writes each try to its own `<etag>.<random>.incomplete`."""
+    return sorted(f"{p.name} ({p.stat().st_size} B)" for p in (data / "hf-cache").rglob("*.incomplete"))
+
+
+def _names_progress(data: Path) -> int:
+    """Faces made from regions (one commit each while reading), then 1 once the one operation is committed: a
+    target at the last face waits a random part of the time before that commit (the operation's transaction)."""
+    return _count(data, "SELECT count(*) FROM faces WHERE source = 'metadata'") \
+        + min(_count(data, "SELECT count(*) FROM metadata_imports"), 1)
+
+
+def names_state(data: Path):
+    faces = _query(data, "SELECT f.id, f.photo_id, round(f.x1), round(f.y1), round(f.x2), round(f.y2), f.source, "
+                         "f.assigned_by, k.name, hex(substr(f.embedding, 1, 16)) FROM faces f LEFT JOIN clusters c "
+                         "ON c.id = f.cluster_id LEFT JOIN concepts k ON k.id = c.concept_id")
+    return {"faces": sorted(faces, key=str),
+            "concepts": sorted(_query(data, "SELECT id, name, kind FROM concepts")),
+            "pets": sorted(_query(data, "SELECT k.name, p.photo_id, p.assigned_by FROM cluster_photos p JOIN "
+                                        "clusters c ON c.id = p.cluster_id JOIN concepts k ON k.id = c.concept_id")),
+            "metadata_names": sorted(_query(data, "SELECT photo_id, name, kind, origin, face_id, concept_id, outcome, "
+                                                  "detail FROM metadata_names"), key=str),
+            "imported": sorted(_query(data, "SELECT photo_id, signature FROM metadata_imports")),
+            "operations": sorted(_query(data, "SELECT kind, state FROM operations"))}
 
 
 def _vector(data: Path) -> Path:
@@ -224,14 +328,27 @@ def _ops_snapshot(data: Path):
     return {k: sorted(v) for k, v in decisions(data).items()}
 
 
-def _ops_progress(data: Path) -> int:
-    reference = json.loads((data / "ops-reference.json").read_text()) if (data / "ops-reference.json").exists() \
-        else None
-    if reference is None:
-        return 0
+def _ops_positions(data: Path) -> list[int]:
+    """The steps of the uninterrupted run whose state the library is in now. An undo followed by a redo comes
+    back to an earlier state, so one state can stand for several steps (e.g. 21 and 23, with 22 between)."""
+    if not (data / "ops-reference.json").exists():
+        return [0]
+    reference = json.loads((data / "ops-reference.json").read_text())
     now = json.loads(json.dumps(_ops_snapshot(data), default=list))
-    matches = [k for k, state in enumerate(reference) if state == now]
-    return max(matches) if matches else -1
+    return [k for k, state in enumerate(reference) if state == now]
+
+
+def _ops_progress(data: Path) -> int:
+    """The latest step the library's state stands for (-1: none): resuming from any of them ends the same."""
+    return max(_ops_positions(data), default=-1)
+
+
+def naming_lost(at_kill: list[int], now: list[int]) -> list[str]:
+    """The naming driver's check after a kill, from the steps the state stood for before it and stands for now.
+    A state can stand for several steps (undo then redo); the earliest of them is where the user surely was, so
+    the state after the kill must stand for that step or a later one."""
+    reached = min(at_kill, default=-1)
+    return [] if reached >= 0 and max(now, default=-1) >= reached else [f"state before step {reached} (now {now})"]
 
 
 def ops_driver(data: Path, record: bool) -> None:
@@ -280,8 +397,9 @@ def _apply(ops, lib, step: tuple) -> None:
 
 
 # -- building the libraries ---------------------------------------------------------------------------------
-def _run(argv: list[str], timeout: float = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=timeout, check=False)
+def _run(argv: list[str], timeout: float = 1800, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+                          check=False)
 
 
 def _must(argv: list[str]) -> None:
@@ -321,7 +439,32 @@ def prepare(work: Path, photos_per_person: int, scan_photos: int, tiny_model: Pa
         _must(cli("index", "--face-engine", "dlib", "--embedder", "sscd")(bases["faces"]))
         _must(cli("cluster")(bases["faces"]))
         _make_decisions(bases["faces"])
+    bases["names"] = work / "base-names"
+    if not bases["names"].exists():
+        shutil.copytree(bases["faces"], bases["names"])
+        write_sidecars(bases["names"])
     return bases
+
+
+def write_sidecars(data: Path) -> int:
+    """XMP sidecars (MWG regions, as digiKam writes them) beside the library's photos: each detected face named
+    after its person's folder (some agree with the user's names, most are new, some conflict), one region where
+    no face was detected (a face made from the region, as for a face the detector missed), a pet on every sixth
+    photo. The folder is shared with the other jobs; only import-names reads sidecars."""
+    from tests.interop.xmpdata import mwg, packet
+
+    photos = _query(data, "SELECT id, path, width, height FROM photos WHERE status = 'ok' ORDER BY id")
+    for n, (photo_id, path, w, h) in enumerate(photos):
+        person = Path(path).parent.name.replace("_", " ").title()
+        boxes = _query(data, "SELECT x1, y1, x2, y2 FROM faces WHERE photo_id = ? ORDER BY id", (photo_id,))
+        regions = [(person, "Face", (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h)
+                   for x1, y1, x2, y2 in boxes]
+        corner = 0.14 if all(x1 > 0.3 * w or y1 > 0.3 * h for x1, y1, _, _ in boxes) else 0.86
+        regions.append((f"Visitor {n % 4}", "Face", corner, corner, 0.16, 0.16))
+        if n % 6 == 0:
+            regions.append(("Rexy", "Pet", 0.5, 0.5, 0.9, 0.9))
+        Path(path + ".xmp").write_text(packet(mwg(regions, applied=(w, h))))
+    return len(photos)
 
 
 def _make_decisions(data: Path) -> None:
@@ -360,8 +503,10 @@ def reference_run(job: Job, base: Path, work: Path) -> dict:
             shutil.copy(data / name, base / name)
         return {"final": job.final(data), "levels": {}, "top": len(json.loads((data / "ops-plan.json").read_text())),
                 "seconds": 0}
+    before = decisions(data)
     started = time.monotonic()
-    proc = subprocess.Popen(job.command(data), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(job.command(data), env={**ENV, **job.env(data)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     levels: dict[int, float] = {}
     while proc.poll() is None:
         level = job.progress(data)
@@ -373,19 +518,27 @@ def reference_run(job: Job, base: Path, work: Path) -> dict:
     end = time.monotonic()
     marks = sorted(levels.items())
     spans = {lvl: (marks[i + 1][1] if i + 1 < len(marks) else end) - t for i, (lvl, t) in enumerate(marks)}
-    return {"final": job.final(data), "levels": spans, "top": job.progress(data), "seconds": end - started}
+    # What the job itself changes on purpose (import-names names a face the user split off but left unnamed):
+    # the kills are checked against everything else, the final state against the uninterrupted run.
+    after = decisions(data)
+    changed = {k: sorted(before[k] - after[k], key=str) for k in before if before[k] - after[k]}
+    return {"final": job.final(data), "levels": spans, "top": job.progress(data), "seconds": end - started,
+            "changes_by_job": changed}
 
 
 def kill_chain(job: Job, base: Path, data: Path, ref: dict, kills: int, rng: random.Random) -> dict:
     """`kills` runs killed at rising random progress targets, then one run to the end."""
     _fresh(base, data)
     before = decisions(data)
+    for k, rows in ref.get("changes_by_job", {}).items():
+        before[k] = before[k] - {tuple(r) for r in rows}
     top = max(ref["top"], 1)
     targets = sorted(rng.randint(0, top - 1) for _ in range(kills))
-    out = {"kills": 0, "resumed": 0, "lost": 0, "unsound": 0, "finished_early": 0, "problems": []}
+    out = {"kills": 0, "resumed": 0, "lost": 0, "unsound": 0, "finished_early": 0, "problems": [], "at": []}
     last_level = job.progress(data)
     for target in targets:
-        proc = subprocess.Popen(job.command(data), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(job.command(data), env={**ENV, **job.env(data)}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
         while proc.poll() is None and job.progress(data) < target:
             time.sleep(POLL)
         if proc.poll() is None and not job.fine:  # few commits: a random moment inside that stage
@@ -397,15 +550,18 @@ def kill_chain(job: Job, base: Path, data: Path, ref: dict, kills: int, rng: ran
             out["finished_early"] += 1
             break
         level_at_kill = job.progress(data)
+        naming_at_kill = _ops_positions(data) if job.name.startswith("naming") else []
         snapshot = decisions(data)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         out["kills"] += 1
+        out["at"].append(level_at_kill)
         problems = soundness(data)
         after = decisions(data)
         gone = lost(before, after)
         if job.name.startswith("naming"):  # its own decisions: the state must be one the user reached, not earlier
-            gone = [] if job.progress(data) >= level_at_kill >= 0 else [f"state before step {level_at_kill}"]
+            gone = naming_lost(naming_at_kill, _ops_positions(data))
+            level_at_kill = min(naming_at_kill, default=-1)
             before = after
         else:
             gone += lost({k: v & before[k] for k, v in snapshot.items()}, after)
@@ -415,9 +571,9 @@ def kill_chain(job: Job, base: Path, data: Path, ref: dict, kills: int, rng: ran
         if gone:
             out["lost"] += 1
             out["problems"] += gone[:2]
-        out["resumed"] += int(job.progress(data) >= last_level)
+        out["resumed"] += int(job.progress(data) >= min(last_level, level_at_kill))
         last_level = job.progress(data)
-    done = _run(job.command(data))
+    done = _run(job.command(data), env=job.env(data))
     out["completed"] = done.returncode == 0
     if not out["completed"]:
         out["problems"].append(f"final run failed: {done.stderr.strip()[-300:]}")
@@ -425,6 +581,7 @@ def kill_chain(job: Job, base: Path, data: Path, ref: dict, kills: int, rng: ran
     out["mismatch"] = bool(job.deterministic and job.final(data) != ref["final"])
     if out["mismatch"]:
         out["problems"].append("final state differs from the uninterrupted run")
+    out["leftovers"] = job.leftovers(data) if job.leftovers else []
     still = lost(before, decisions(data)) if not job.name.startswith("naming") else []
     if still:
         out["lost"] += 1
@@ -451,9 +608,7 @@ def _write(out: Path, rows: list[dict], load, args, partial: bool) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"jobs": rows, "total": total, "partial": partial, "load_before": load,
                                "load_after": os.getloadavg(),
-                               "args": {k: v for k, v in vars(args).items() if k != "ops_driver"},
-                               "not_covered": {"model download": "no local Hub server on main yet",
-                                               "import of names from metadata": "not on main yet"}}, indent=2))
+                               "args": {k: v for k, v in vars(args).items() if k != "ops_driver"}}, indent=2))
     return out
 
 
@@ -479,13 +634,16 @@ def main(argv: list[str] | None = None) -> int:
     needs_vlm = any(wanted(name) for name in ("concept", "caption"))
     chosen = [j for j in jobs(tiny_vlm(work) if needs_vlm else None).values() if wanted(j.name)]
     bases = prepare(work, args.photos_per_person, args.scan_photos, None)
+    if any(j.name.startswith("model download") for j in chosen):
+        start_hub(work)
     load = os.getloadavg()
     rows = []
     for job in chosen:
         t0 = time.monotonic()
         ref = reference_run(job, bases[job.base], work)
         totals = {"job": job.name, "kills": 0, "resumed": 0, "decisions_lost": 0, "unsound": 0, "mismatches": 0,
-                  "failed_resumes": 0, "finished_early": 0, "problems": [], "reference_seconds": round(ref["seconds"], 1)}
+                  "failed_resumes": 0, "finished_early": 0, "problems": [], "reference_seconds": round(ref["seconds"], 1),
+                  "changes_by_job": ref.get("changes_by_job", {})}
         left = args.kills
         chain = 0
         while left > 0 and chain < args.kills * 2:
@@ -500,6 +658,8 @@ def main(argv: list[str] | None = None) -> int:
             totals["mismatches"] += int(result["mismatch"])
             totals["failed_resumes"] += int(not result["completed"])
             totals["finished_early"] += result["finished_early"]
+            totals["progress_at_kills"] = totals.get("progress_at_kills", []) + result["at"]
+            totals["leftover_files"] = totals.get("leftover_files", []) + result["leftovers"]
             totals["problems"] += result["problems"]
         totals["seconds"] = round(time.monotonic() - t0, 1)
         rows.append(totals)
@@ -515,6 +675,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    "failed_resumes")}
     print(f"{'total':<30} {total['kills']:>5} {total['resumed']:>7} {total['decisions_lost']:>14} "
           f"{total['mismatches']:>10}")
+    if HUB:
+        HUB["server"].stop()
     out = _write(Path(args.out), rows, load, args, partial=False)
     print(f"wrote {out}")
     if not args.work:

@@ -40,3 +40,13 @@ def test_killed_jobs_lose_nothing_and_resume(base, tmp_path, name):
     assert (result["lost"], result["unsound"], result["completed"], result["mismatch"]) == (0, 0, True, False)
     if not name.startswith("naming"):
         assert crash_matrix.lost(before, crash_matrix.decisions(work / "run")) == []
+
+
+def test_naming_check_reads_an_undo_then_redo_state_as_the_earliest_step_it_stands_for():
+    # After step 21 the library is in the same state as after step 23 (22 undoes 21's operation, 23 redoes
+    # it). Read at that state, then killed once step 22 is committed: nothing is lost.
+    assert crash_matrix.naming_lost([21, 23], [22]) == []
+    assert crash_matrix.naming_lost([22], [21, 23]) == []  # 23: the redo was committed
+    assert crash_matrix.naming_lost([24], [21, 23]) != []  # back before a step the user had reached
+    assert crash_matrix.naming_lost([5], []) != []         # a state the uninterrupted run never passes through
+    assert crash_matrix.naming_lost([], [3]) != []
