@@ -60,7 +60,21 @@ def from_hub(model: ModelSpec, progress: Progress | None = None) -> Path:
     if bad:
         raise ModelUnavailable(model.name, f"{', '.join(bad)} arrived damaged twice (size or SHA-256 differs from "
                                "the Hub's)", f"Run `myvlm models download {model.name}` again later.")
+    drop_leftovers(folder)
     return folder
+
+
+def drop_leftovers(snapshot: Path) -> list[Path]:
+    """Delete the partial files that killed or cancelled tries left in the repo's blob store.
+
+    huggingface_hub gives every try its own `<blob>.<random>.incomplete` and never reuses it, so after a kill
+    the partial file would stay on disk for good; once the snapshot is complete none of them is needed.
+    """
+    blobs = snapshot.parent.parent / "blobs"
+    left = sorted(blobs.glob("*.incomplete")) if blobs.is_dir() else []
+    for path in left:
+        path.unlink(missing_ok=True)
+    return left
 
 
 def _endpoint() -> str | None:

@@ -184,3 +184,16 @@ def test_the_insightface_zip_url_is_served_and_unpacked(hub, tmp_path):
     assert hub.state.sent(BUFFALO_PATH) - len(data) < download.CHUNK  # the second try fetched only the rest
     record("zip_resume", {"zip_bytes": len(data), "dropped_at": len(data) // 3, "resumed_at": download.CHUNK,
                           "refetched": hub.state.sent(BUFFALO_PATH) - len(data)})
+
+
+def test_partial_files_left_by_a_killed_try_are_removed_once_the_model_is_complete(hub):
+    model = registry.spec(SMOLVLM)
+    folder = download.from_hub(model)
+    blobs = folder.parent.parent / "blobs"
+    kept = sorted(p.name for p in blobs.iterdir())
+    leftover = blobs / "0123abcd.5f3e.incomplete"  # what a SIGKILL mid-file leaves: huggingface_hub never reuses it
+    leftover.write_bytes(b"\0" * 4096)
+    assert download.from_hub(model) == folder
+    assert not leftover.exists()
+    assert sorted(p.name for p in blobs.iterdir()) == kept
+    assert lookup.locate(model) is not None
