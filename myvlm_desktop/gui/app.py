@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="the app's data folder (default: the one chosen at first run)")
     parser.add_argument("folders", nargs="*", help="photo folders to add")
     parser.add_argument("--self-test", action="store_true",
-                        help="index sample photos offscreen, find and cluster faces, open the window, exit 0 if all works")
+                        help="run every stage (scan, index, cluster, name, detect, ask, search, train and caption on "
+                             "a tiny random VLM) on sample photos offscreen; exit 0 if all work, else 1")
     args = parser.parse_args(argv)
     if args.self_test:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
