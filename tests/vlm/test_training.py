@@ -71,11 +71,11 @@ def test_the_vision_bank_holds_every_view_once_and_is_reproducible(tiny_backend,
 
 def test_the_bank_does_not_depend_on_how_many_views_are_encoded_at_once(tiny_backend, concept_photos):
     backend = tiny_backend("smolvlm")
-    one_pass = build_bank(backend, concept_photos[0], views=3, seed=5)
+    default = build_bank(backend, concept_photos[0], views=3, seed=5)
     calls = []
     small = build_bank(backend, concept_photos[0], views=3, seed=5, batch=2, on_batch=lambda: calls.append(1))
     assert len(calls) == 3  # 6 views, 2 at a time
-    torch.testing.assert_close(one_pass, small, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(default, small, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow
