@@ -8,6 +8,7 @@ the panel says so plainly and offers the model manager; library questions still 
 from __future__ import annotations
 
 import html
+import logging
 import os
 
 from PySide6.QtCore import Qt, Signal
@@ -25,11 +26,13 @@ from PySide6.QtWidgets import (
 )
 
 from ..models.errors import ModelUnavailable
-from ..pipeline.questions import ask_library, ask_photo
+from ..pipeline.questions import ask_library, ask_photo, preload_phraser
 from ..pipeline.settings import vlm_options
 from . import theme
 from .widgets import heading, muted
 from .workers import TokenStream, run_task
+
+log = logging.getLogger(__name__)
 
 PHOTO, LIBRARY = "photo", "library"
 
@@ -49,6 +52,7 @@ class ChatPanel(QWidget):
         self.messages: list[dict] = []
         self.busy = False
         self._stream: TokenStream | None = None
+        self._preloading = False  # SmolLM2 is being (or was) loaded for library questions
         self.history = QTextBrowser()
         self.history.setObjectName("chatHistory")
         self.history.setOpenLinks(False)
@@ -111,6 +115,16 @@ class ChatPanel(QWidget):
         self.banner.hide()
         self.load_history()
         self._update_context()
+        if scope == LIBRARY:
+            self.preload()
+
+    def preload(self) -> None:
+        """Load the phrasing model in the background once, while the user types the first library question."""
+        if self._preloading:
+            return
+        self._preloading = True
+        run_task(preload_phraser, self.session.library, owner=self, on_done=lambda _: None,
+                 on_error=lambda e: log.info("SmolLM2 not preloaded: %s", e))
 
     def load_history(self) -> None:
         if self.scope == PHOTO and self.photo_id is None:

@@ -46,6 +46,18 @@ def ask_library(library: Library, question: str, on_token: Callable[[str], None]
     return {**result, "backend": result["phrased_by"]}
 
 
+def preload_phraser(library: Library) -> str | None:
+    """Load SmolLM2 and its worked examples' cache now (a background task when the chat turns to the library),
+    so the first library question is answered warm. The model's name, or None when its weights are absent."""
+    from .ask import shared_phraser
+
+    phraser = shared_phraser(library.root)
+    if phraser is None:
+        return None
+    phraser.warm()
+    return phraser.name
+
+
 def vlm_backend(library: Library, **overrides: Any):
     """The configured VLM (CLI options override the settings), loaded once per process."""
     from .captions import shared_backend

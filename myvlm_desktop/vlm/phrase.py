@@ -96,15 +96,30 @@ class Phraser:
             add_generation_prompt=True, return_tensors="pt", return_dict=True)
         with self._lock, torch.inference_mode(), _threads(self.threads):
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      pad_token_id=self.tokenizer.eos_token_id, **self._cached_prefix(inputs))
-        text = self.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-        return text.strip().split("\n")[0].strip()
+                                      pad_token_id=self.tokenizer.eos_token_id,
+                                      stopping_criteria=[_first_line_stop(self.tokenizer, inputs["input_ids"].shape[1])],
+                                      **self._cached_prefix(inputs))
+        return first_line(self.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+
+    def warm(self) -> None:
+        """Run the worked examples through the model now, so the first question reads only its own tokens."""
+        import torch
+
+        with self._lock, torch.inference_mode(), _threads(self.threads):
+            self._examples_cache()
 
     def _cached_prefix(self, inputs) -> dict:
         """The instructions and worked examples (most of every prompt) run through the model once; each
         question continues from a copy of their key/value cache, so only its own tokens are read anew."""
         import copy
 
+        prefix_ids, cache = self._examples_cache()
+        n = prefix_ids.shape[1]
+        if inputs["input_ids"].shape[1] <= n or not bool((inputs["input_ids"][:, :n] == prefix_ids).all()):
+            return {}  # the prompt does not start with the examples as tokenised alone: read it whole
+        return {"past_key_values": copy.deepcopy(cache)}
+
+    def _examples_cache(self):
         from transformers import DynamicCache
 
         if self._prefix is None:
@@ -112,11 +127,25 @@ class Phraser:
             cache = DynamicCache(config=self.model.config)
             self.model(**ids, past_key_values=cache, use_cache=True)
             self._prefix = (ids["input_ids"], cache)
-        prefix_ids, cache = self._prefix
-        n = prefix_ids.shape[1]
-        if inputs["input_ids"].shape[1] <= n or not bool((inputs["input_ids"][:, :n] == prefix_ids).all()):
-            return {}  # the prompt does not start with the examples as tokenised alone: read it whole
-        return {"past_key_values": copy.deepcopy(cache)}
+        return self._prefix
+
+
+def first_line(text: str) -> str:
+    return text.strip().split("\n")[0].strip()
+
+
+def _first_line_stop(tokenizer, start: int):
+    """Stops generating once the answer's first line is complete: only that line is used, and greedy decoding
+    up to it is the same whether or not more follows. Leading line breaks do not count (they are stripped)."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class FirstLine(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            texts = tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+            return torch.tensor([("\n" in t.lstrip()) for t in texts], device=input_ids.device)
+
+    return FirstLine()
 
 
 @contextmanager

@@ -72,3 +72,25 @@ def test_tiny_vlm_answers_stream_token_by_token_and_are_kept_per_photo(window, s
     window.open_photo(photo, window.library_model)  # back again: the stored exchange is there
     assert chat.transcript() == [("What is in this photo?", answer)]
     assert "What is in this photo?" in chat.history.toPlainText()
+
+
+def test_turning_to_library_questions_preloads_the_phrasing_model_once_off_the_gui_thread(window, qtbot,
+                                                                                          monkeypatch):
+    import threading
+
+    from myvlm_desktop.gui import chat as chat_module
+    from myvlm_desktop.gui.workers import wait_for_tasks
+
+    loads = []
+    monkeypatch.setattr(chat_module, "preload_phraser",
+                        lambda library: loads.append((library, threading.current_thread())))
+    chat = window.chat
+    chat.set_scope("photo")
+    assert loads == []  # a photo question needs the VLM, not SmolLM2
+    chat.set_scope("library")
+    chat.set_scope("photo")
+    chat.set_scope("library")
+    assert wait_for_tasks()
+    assert len(loads) == 1
+    assert loads[0][0] is chat.session.library
+    assert loads[0][1] is not threading.main_thread()

@@ -171,3 +171,23 @@ def test_the_template_comes_first_and_the_checked_answer_replaces_it(known, smol
     result = ask.ask_library(known, question, phraser=Watched(), store=False, on_token=shown.append)
     assert shown == [template(known, question)["answer"]]
     assert "2021-03-05" in phrase.figures(result["answer"])  # the phrased (or template) answer, checked
+
+
+@pytest.mark.slow
+def test_preloading_makes_the_shared_model_ready_and_leaves_answers_as_they_were(known, smollm2, monkeypatch):
+    from myvlm_desktop.pipeline.questions import ask_library as ask_in_app
+    from myvlm_desktop.pipeline.questions import preload_phraser
+
+    question = "When did I last see <Rex>?"
+    before = ask_in_app(known, question)["answer"]
+    smollm2._prefix = None  # as a fresh process has it
+    assert preload_phraser(known) == smollm2.name
+    assert smollm2._prefix is not None  # the worked examples were read ahead of the question
+    assert ask_in_app(known, question)["answer"] == before
+
+
+def test_preloading_without_the_weights_is_quiet(known, monkeypatch):
+    from myvlm_desktop.pipeline.questions import preload_phraser
+
+    monkeypatch.setattr(ask, "shared_phraser", lambda root: None)  # what it returns when the weights are absent
+    assert preload_phraser(known) is None

@@ -63,3 +63,36 @@ def test_the_cached_examples_give_the_same_sentence_as_the_whole_prompt(smollm2,
     assert phraser._prefix is not None  # the examples' cache was made and used
     monkeypatch.setattr(phraser, "_cached_prefix", lambda inputs: {})
     assert [phraser.phrase(q, f) for q, f in questions] == cached
+
+
+@pytest.mark.slow
+def test_stopping_at_the_first_line_gives_the_same_answer(smollm2, monkeypatch):
+    phraser, _ = smollm2
+    questions = [("When did I last see Tom?", ["Tom was last seen on 2023-01-02, in dog.jpg."]),
+                 ("Where was Rex?", ["Rex was photographed at 2 places: 48.85, 2.35 (3 photos); 40.7, -74.0 (1 photo)."])]
+    steps = []
+    forward = phraser.model.forward
+    monkeypatch.setattr(phraser.model, "forward", lambda *a, **k: steps.append(1) or forward(*a, **k))
+    stopped = [phraser.phrase(q, f) for q, f in questions]
+    stopped_steps = len(steps)
+    monkeypatch.setattr(phrase, "_first_line_stop", lambda tokenizer, start: (lambda ids, scores, **k: False))
+    steps.clear()
+    assert [phraser.phrase(q, f) for q, f in questions] == stopped
+    assert stopped_steps <= len(steps)  # never more decoding, and less when the model writes past the line
+
+
+@pytest.mark.slow
+def test_the_first_line_stop_ignores_leading_line_breaks(smollm2):
+    import torch
+
+    tokenizer = smollm2[0].tokenizer
+    prompt = tokenizer("Question", return_tensors="pt")["input_ids"]
+    stop = phrase._first_line_stop(tokenizer, prompt.shape[1])
+
+    def after(text):
+        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        return bool(stop(torch.cat([prompt, ids], 1), None)[0])
+
+    assert not after("\n\nYou saw Tom")
+    assert after("\nYou saw Tom.\nAnd")
+    assert phrase.first_line("\n You saw Tom.\nAnd more") == "You saw Tom."

@@ -69,6 +69,15 @@ def test_the_vision_bank_holds_every_view_once_and_is_reproducible(tiny_backend,
     assert torch.equal(bank, build_bank(backend, concept_photos[0], views=3, seed=5))
 
 
+def test_the_bank_does_not_depend_on_how_many_views_are_encoded_at_once(tiny_backend, concept_photos):
+    backend = tiny_backend("smolvlm")
+    default = build_bank(backend, concept_photos[0], views=3, seed=5)
+    calls = []
+    small = build_bank(backend, concept_photos[0], views=3, seed=5, batch=2, on_batch=lambda: calls.append(1))
+    assert len(calls) == 3  # 6 views, 2 at a time
+    torch.testing.assert_close(default, small, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_training_makes_the_model_say_the_identifier_for_the_concept_only(tiny_backend, variant, concept_photos,
