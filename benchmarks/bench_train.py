@@ -125,11 +125,67 @@ def main() -> None:
               "cpu_seconds": {"bank": round(bank_cpu, 2), "per_step": round(step_cpu, 3),
                               "caption": round(caption_cpu, 3)},
               "load_average": [round(x, 2) for x in os.getloadavg()]}
+    if args.backend == "smolvlm":
+        result["caption_detail"] = detail_figures(backend, images[1], concept)
+    if args.backend == "llava" and args.big:
+        result["training_memory_estimate"] = llava_memory_estimate(settings.batch_size)
     print(json.dumps(result, indent=2))
     name = f"train_{args.backend}_{'cached' if settings.cached else 'nocache'}.json"
     out = args.out or ROOT / "benchmarks" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
+
+
+# -- caption detail (SmolVLM) and LLaVA training memory: separate from the timing above ------------------------
+def detail_figures(backend, image, concept) -> dict:
+    """Image tokens and seconds for a 20-token caption, one 512 px view ("fast") against the model card's tiles
+    ("detailed": longest edge 2048 px in 512 px tiles, plus the whole photo)."""
+    backend.processor.image_processor.size = {"longest_edge": 2048}  # SmolVLM-256M-Instruct's preprocessor
+    figures = {}
+    for detail in ("fast", "detailed"):
+        backend.detail = detail
+        t = time.perf_counter()
+        backend.caption(image, [concept], max_new_tokens=20, min_new_tokens=20)
+        figures[detail] = {"image_tokens": backend.image_tokens(image),
+                           "caption_seconds": round(time.perf_counter() - t, 2)}
+    backend.detail = "fast"
+    print(f"caption detail: {figures}", flush=True)
+    return figures
+
+
+def llava_memory_estimate(batch: int, prompt_tokens: int = 620, target_tokens: int = 30) -> dict:
+    """What one LLaVA-1.5-7B training step keeps for the backward pass, measured on the meta device (no memory,
+    no compute): the bytes of every tensor autograd saves, in bf16, with and without gradient checkpointing."""
+    from myvlm_desktop.vlm.testing import build_tokenizer, random_model, real_size_config
+
+    config = real_size_config("llava", build_tokenizer())
+    with torch.device("meta"):
+        model = random_model("llava", config, dtype=torch.bfloat16)
+    lm = model.model.language_model
+    out = {}
+    for checkpointing in (False, True):
+        lm.activation_checkpointing_disable()
+        if checkpointing:  # what training does for LLaVA on a GPU (Backend.checkpointing)
+            lm.activation_checkpointing_enable({"use_reentrant": False})
+        lm.train(checkpointing)  # transformers only checkpoints in training mode; nothing here has dropout
+        saved = [0]
+
+        def pack(tensor, saved=saved):
+            saved[0] += tensor.numel() * tensor.element_size()
+            return tensor
+
+        embeds = torch.zeros(batch, prompt_tokens + target_tokens, config.text_config.hidden_size,
+                             dtype=torch.bfloat16, device="meta", requires_grad=True)
+        length = embeds.shape[1]  # a ready 4-D causal mask: building one from a 2-D mask reads values
+        mask = torch.zeros(batch, 1, length, length, dtype=torch.bfloat16, device="meta")
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            lm(inputs_embeds=embeds, attention_mask=mask, use_cache=False)
+        weights = sum(p.numel() * p.element_size() for p in model.parameters())
+        out["checkpointing" if checkpointing else "plain"] = {
+            "saved_for_backward_gb": round(saved[0] / 1e9, 1), "weights_gb": round(weights / 1e9, 1),
+            "total_gb": round((saved[0] + weights) / 1e9, 1)}
+    print(f"LLaVA-1.5-7B training step at batch {batch} (meta-device estimate): {out}", flush=True)
+    return out
 
 
 if __name__ == "__main__":

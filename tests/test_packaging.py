@@ -75,6 +75,7 @@ def test_package_model_modules_are_hidden_imports():
 def test_test_programs_are_dropped_but_app_files_kept():
     assert not bundle.keep(("torch/test/test_api", "", "BINARY"))
     assert not bundle.keep(("torch/bin/protoc", "", "BINARY"))
+    assert bundle.keep(("torch/bin/torch_shm_manager", "", "BINARY"))  # `import torch` needs it
     assert bundle.keep(("torch/lib/libtorch_cpu.so", "", "BINARY"))
     assert all(bundle.keep((str(Path(dest) / Path(src).name), src, "DATA")) for src, dest in bundle.data_files())
 
@@ -85,3 +86,14 @@ def test_spec_uses_the_bundle_list_and_the_frozen_entry_point():
     assert "bundle.hidden_imports()" in spec and "bundle.keep" in spec
     entry = (ROOT / "packaging" / "entry.py").read_text()
     assert "freeze_support()" in entry and "myvlm_desktop.gui.app import main" in entry
+
+
+def test_the_bundle_runs_the_command_line_when_started_as_myvlm():
+    sys.path.insert(0, str(ROOT / "packaging"))
+    import entry
+
+    assert entry.wants_cli("myvlm") and entry.wants_cli("/opt/myvlm-desktop/myvlm") and entry.wants_cli("myvlm.exe")
+    assert not entry.wants_cli("myvlm-desktop") and not entry.wants_cli("/usr/bin/myvlm-desktop")
+    assert not entry.wants_cli("C:/Program Files/MyVLM Desktop/myvlm-desktop.exe")
+    spec = (ROOT / "packaging" / "myvlm-desktop.spec").read_text()
+    assert 'symlink_to("myvlm-desktop")' in spec and 'name="myvlm"' in spec

@@ -40,12 +40,12 @@ def train(args) -> int | None:
             raise job.TrainError(f"{row['name']} has no photos yet: name a cluster of them first")
     except job.TrainError as exc:
         raise CommandError(str(exc)) from None
-    from ..vlm.generate import load_backend  # torch and transformers: only now
+    from ..pipeline import shared_vlm  # torch and transformers: only now
 
     name = args.backend or job.setting(lib, "vlm_backend", "smolvlm")
-    backend = load_backend(name, args.model or job.setting(lib, "vlm_model") or None,
-                           args.device or job.setting(lib, "device", "auto"),
-                           models_dir=config.models_dir(lib.root))  # ModelUnavailable: exit 1, its message
+    backend = shared_vlm.backend(name, args.model or job.setting(lib, "vlm_model") or None,
+                                 args.device or job.setting(lib, "device", "auto"),
+                                 config.models_dir(lib.root))  # ModelUnavailable: exit 1, its message
     queue = JobQueue(lib.db)
     queue.subscribe(_print_progress)
     params = {"concept": row["id"], "backend": backend.name, "model": backend.model_id, "steps": args.steps,

@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="the app's data folder (default: the one chosen at first run)")
     parser.add_argument("folders", nargs="*", help="photo folders to add")
     parser.add_argument("--self-test", action="store_true",
-                        help="index sample photos offscreen, find and cluster faces, open the window, exit 0 if all works")
+                        help="run every stage (scan, index, cluster, name, detect, ask, search, train and caption on "
+                             "a tiny random VLM) on sample photos offscreen; exit 0 if all work, else 1")
     args = parser.parse_args(argv)
     if args.self_test:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return selftest.run(make_app([sys.argv[0]]))
     app = make_app([sys.argv[0]])
     data_dir = choose_data_dir(args.data_dir)
-    folders = list(args.folders)
+    folders, models = list(args.folders), []
     if not folders and _is_first_run(data_dir):
         from .dialogs import FirstRunDialog
 
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if dialog.exec() != FirstRunDialog.DialogCode.Accepted:
             return 0
         folders, data_dir = dialog.chosen()
+        models = dialog.models_step.chosen()
         remember_data_dir(data_dir)
     try:
         window = open_window(data_dir, folders)
@@ -97,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         QMessageBox.critical(None, config.APP_NAME, f"Cannot open the library in {data_dir}:\n{exc}")
         return 1
     app.aboutToQuit.connect(window.shutdown)
+    if models:
+        from .model_dialog import download_in_turn
+
+        download_in_turn(window, models, config.models_dir(window.session.library.root))
     return app.exec()
 
 

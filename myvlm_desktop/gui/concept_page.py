@@ -238,10 +238,27 @@ class ConceptPage(QWidget):
 
     # -- training -------------------------------------------------------------------------------------------
     def train(self, force: bool) -> None:
+        """Train once the VLM is on disk: a missing model is offered first, and training starts when it is in."""
         if self.concept is None:
             return
+        from .model_dialog import require_vlm
+
         concept_id = self.concept["id"]
-        params = {"concept": concept_id, **({"force": True} if force else {})}
+        self._show_training(JobView(0, "train", "queued", 0, 0, "waiting for its turn", 0.0, None, None))
+        require_vlm(self, self.session, f"Training teaches the vision-language model to name {self.concept['name']}.",
+                    lambda: self._start_training(concept_id, force), on_missing=self._cannot_train,
+                    on_offered=self._waiting_for_model)
+
+    def _cannot_train(self, error: BaseException) -> None:
+        self._show_training(None)
+        self.eta.setText(f"cannot train: {error}")
+
+    def _waiting_for_model(self) -> None:
+        self._show_training(None)
+        self.eta.setText("waiting for the model…")
+
+    def _start_training(self, concept_id: int, force: bool) -> None:
+        params = {"concept": concept_id, "heads_first": True, **({"force": True} if force else {})}
         self._show_training(JobView(0, "train", "queued", 0, 0, "waiting for its turn", 0.0, None, None))
         run_task(self.session.submit, "train", params, owner=self,  # recording the job is a database write
                  on_done=lambda job: self._submitted(job, concept_id))
@@ -259,6 +276,11 @@ class ConceptPage(QWidget):
                 job.cancel()
 
     def _job_updated(self, view: JobView) -> None:
+        if view.kind == "detect" and self.concept is not None:  # heads follow the user's naming
+            if view.state in ("queued", "running"):
+                self.head.setText("<b>Recognition head:</b> retraining with your changes…")
+            elif view.state == "done":
+                self.refresh()
         concept_id = self.train_jobs.get(view.id)
         if concept_id is None or view.id in self.finished_jobs:
             return

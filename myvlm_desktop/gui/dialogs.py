@@ -48,6 +48,8 @@ LABELS = {
     "embedder": {"sscd": "SSCD (offline)", "clip": "OpenCLIP (best; downloads once)"},
     "vlm_backend": {"smolvlm": "SmolVLM (laptops, CPU)", "blip2": "BLIP-2", "llava": "LLaVA"},
     "device": {"auto": "Automatic", "cuda": "NVIDIA GPU (CUDA)", "mps": "Apple GPU (MPS)", "cpu": "CPU"},
+    "caption_detail": {"auto": "By device (detailed on a GPU)", "fast": "Fast (one view of the photo)",
+                       "detailed": "Detailed (the photo in tiles; slow on a CPU)"},
 }
 
 
@@ -132,6 +134,10 @@ class FirstRunDialog(QDialog):
         layout.addWidget(heading("Data folder", "sectionTitle"))
         layout.addWidget(muted("The library database, thumbnails and trained concepts live here."))
         layout.addLayout(data_row)
+        from .model_dialog import ModelsStep
+
+        self.models_step = ModelsStep()
+        layout.addWidget(self.models_step)
         layout.addSpacing(8)
         layout.addWidget(self.buttons)
 
@@ -169,7 +175,8 @@ class SettingsDialog(QDialog):
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
         for key, label in (("face_engine", "Face engine"), ("embedder", "Image embedder"),
-                           ("vlm_backend", "Vision-language model"), ("device", "Device")):
+                           ("vlm_backend", "Vision-language model"), ("device", "Device"),
+                           ("caption_detail", "Caption detail")):
             combo = QComboBox()
             for value in CHOICES[key]:
                 combo.addItem(LABELS[key][value], value)

@@ -433,6 +433,9 @@ class MainWindow(QMainWindow):
             if change.add_folders:
                 self._folders_added(change.add_folders)
             self.refresh_all()
+            from .model_dialog import after_settings
+
+            after_settings(self, self.session, change.settings)  # a chosen engine's model may need fetching
 
         run_task(apply, on_done=applied, on_error=lambda e: self.flash(f"Settings not saved: {e}"), owner=self)
 
@@ -469,6 +472,10 @@ class MainWindow(QMainWindow):
             self._mark_dirty("people")
             if view.state == "failed":
                 self.flash(f"{view.kind} failed: {view.error or view.message}")
+            if view.kind == "process" and view.state == "done":  # captions skipped: offer the model
+                from .model_dialog import after_process
+
+                after_process(self, self.session, view.id)
 
     def _mark_dirty(self, what: str) -> None:
         self._dirty.add(what)

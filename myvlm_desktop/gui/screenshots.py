@@ -174,7 +174,34 @@ def render(outdir: Path, work: Path) -> list[Path]:
     settle(app, window, 0.3)
     shots.append(save(models, outdir, "models"))
     models.close()
+    shots += model_dialog_shots(app, window, outdir)
     window.close()
+    return shots
+
+
+def model_dialog_shots(app, window, outdir: Path) -> list[Path]:
+    """The missing-model dialog as Train shows it: the facts, then Download pressed (the download's first
+    moment, and, on a machine that cannot reach the Hub, what it says then)."""
+    from ..gui.model_dialog import MissingModelDialog
+    from ..models import registry
+    from ..pipeline.shared_vlm import models_dir_of
+
+    dialog = MissingModelDialog(registry.spec("HuggingFaceTB/SmolVLM-256M-Instruct"),
+                                "Training teaches the vision-language model to name Alice.",
+                                models_dir_of(window.session.library.root), window)
+    dialog.show()
+    dialog.resize(640, dialog.sizeHint().height() + 40)
+    settle(app, window, 0.3)
+    shots = [save(dialog, outdir, "model_missing")]
+    dialog.download()
+    app.processEvents()
+    shots.append(save(dialog, outdir, "model_downloading"))
+    deadline = time.monotonic() + 60
+    while dialog.downloading and time.monotonic() < deadline:
+        settle(app, window, 0.2)
+    if dialog.isVisible():  # no connection here: the sentence that offers Choose folder
+        shots.append(save(dialog, outdir, "model_offline"))
+    dialog.close()
     return shots
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from PySide6.QtCore import QModelIndex, QSize, QStringListModel, Qt, Signal
+from PySide6.QtCore import QEvent, QModelIndex, QSize, QStringListModel, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -119,6 +119,8 @@ class SearchBar(QLineEdit):
         self._completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
         self._completer.setWidget(self)
         self._completer.activated[str].connect(self._complete)
+        self._completer.popup().installEventFilter(self)
+        self._enter_in_popup = False  # Enter chose the completion: it runs the search too
         self.textEdited.connect(self._edited)
         self.returnPressed.connect(self._submit)
 
@@ -157,6 +159,14 @@ class SearchBar(QLineEdit):
         before = before[:match.start()] + token + " "
         self.setText(before + after.lstrip())
         self.setCursorPosition(len(before))
+        if self._enter_in_popup:
+            self._enter_in_popup = False
+            self.searched.emit(self.text().strip())
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self._completer.popup() and event.type() == QEvent.Type.KeyPress:
+            self._enter_in_popup = event.key() in (Qt.Key.Key_Enter, Qt.Key.Key_Return)
+        return super().eventFilter(watched, event)
 
     def _submit(self) -> None:
         if self._completer.popup().isVisible():

@@ -31,20 +31,89 @@ class DownloadError(Exception):
 
 
 # -- the Hugging Face hub ---------------------------------------------------------------------------------
+class Cancelled(Exception):
+    """Raised by a progress callback to stop a download; the files already fetched stay for the next try."""
+
+
 def from_hub(model: ModelSpec, progress: Progress | None = None) -> Path:
-    from huggingface_hub import constants, snapshot_download
+    """snapshot_download into the Hugging Face cache, then every file checked against the Hub's listing (size,
+    and SHA-256 for large files): a truncated or corrupted file is deleted and fetched again, once."""
+    from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
         raise ModelUnavailable(model.name, "downloads are switched off (HF_HUB_OFFLINE is set)",
                                f"Unset HF_HUB_OFFLINE and run `myvlm models download {model.name}` again.")
     try:
-        folder = snapshot_download(model.repo_id, allow_patterns=HUB_PATTERNS, etag_timeout=TIMEOUT[0],
-                                   tqdm_class=_byte_bar(progress))
+        folder = _snapshot(model, progress)
+        bad = damaged_files(folder, _listing(model, folder))
+        if bad:
+            for name in bad:
+                _forget(folder / name)
+            folder = _snapshot(model, progress)
+            bad = damaged_files(folder, _listing(model, folder))
+    except Cancelled:
+        raise
     except Exception as exc:  # noqa: BLE001 - hub, HTTP and disk errors all mean "not downloaded"
         raise ModelUnavailable(model.name, f"download from the Hugging Face hub failed ({_reason(exc)})",
                                "Check the internet connection and try again, or copy the model folder into the "
                                "app's models folder.") from None
-    return Path(folder)
+    if bad:
+        raise ModelUnavailable(model.name, f"{', '.join(bad)} arrived damaged twice (size or SHA-256 differs from "
+                               "the Hub's)", f"Run `myvlm models download {model.name}` again later.")
+    return folder
+
+
+def _endpoint() -> str | None:
+    """HF_ENDPOINT read now, not when huggingface_hub was imported (a mirror chosen at run time)."""
+    return os.environ.get("HF_ENDPOINT", "").rstrip("/") or None
+
+
+def _snapshot(model: ModelSpec, progress: Progress | None) -> Path:
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(model.repo_id, allow_patterns=HUB_PATTERNS, etag_timeout=TIMEOUT[0],
+                                  tqdm_class=_byte_bar(progress), endpoint=_endpoint()))
+
+
+def _listing(model: ModelSpec, folder: Path) -> dict[str, tuple[int, str | None, str]]:
+    """path -> (size, LFS SHA-256 or None, git blob id) for the snapshot's commit, from the Hub's tree listing."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile
+
+    entries = HfApi(endpoint=_endpoint()).list_repo_tree(model.repo_id, recursive=True, revision=folder.name)
+    return {e.path: (e.lfs.size if e.lfs else e.size, e.lfs.sha256 if e.lfs else None, e.blob_id)
+            for e in entries if isinstance(e, RepoFile)}
+
+
+def damaged_files(folder: Path, listing: dict[str, tuple[int, str | None, str]]) -> list[str]:
+    """Files in `folder` whose size or checksum differs from the listing (LFS: SHA-256; others: git blob id)."""
+    bad = []
+    for name, (size, sha256, blob_id) in sorted(listing.items()):
+        path = folder / name
+        if not path.is_file():
+            continue  # not wanted (filtered by HUB_PATTERNS)
+        if path.stat().st_size != size or _digest_differs(path, sha256, blob_id):
+            bad.append(name)
+    return bad
+
+
+def _digest_differs(path: Path, sha256: str | None, blob_id: str | None) -> bool:
+    if sha256 is not None:
+        return sha256_of(path) != sha256
+    return bool(blob_id) and _git_blob_id(path) != blob_id
+
+
+def _git_blob_id(path: Path) -> str:
+    data = path.read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # git's object id, not security
+
+
+def _forget(link: Path) -> None:
+    """Remove a cached file: the blob it points to and the snapshot's link to it."""
+    blob = link.resolve()
+    link.unlink(missing_ok=True)
+    if blob != link:
+        blob.unlink(missing_ok=True)
 
 
 def _byte_bar(progress: Progress | None):
@@ -114,6 +183,9 @@ def fetch(url: str, part: Path, progress: Progress | None = None, expected_size:
                     done += len(chunk)
                     if progress:
                         progress(done, total)
+            if reply.headers.get("Content-Length") and done < total:  # the connection closed early
+                raise DownloadError(f"the connection dropped after {done} of {total} bytes; run the download "
+                                    "again to continue from there")
     except requests.ConnectionError:
         raise DownloadError(f"cannot connect to {urlparse(url).hostname}") from None
     except requests.Timeout:

@@ -90,6 +90,8 @@ def _hub_snapshot(model: ModelSpec) -> Path | None:
 def _complete(model: ModelSpec, folder: Path) -> bool:
     if not folder.is_dir() or not all((folder / name).is_file() for name in model.files):
         return False
+    if model.one_of and not any((folder / name).is_file() for name in model.one_of):
+        return False
     return not model.weights or _weights_present(folder)
 
 

@@ -35,6 +35,7 @@ class ModelSpec:
     urls: tuple[str, ...] = ()     # mirrors ('url' source)
     sha256: str | None = None
     folder: str | None = None      # folder name the 'url' archive unpacks to
+    one_of: tuple[str, ...] = ()   # at least one of these must be there too (processor configs have two names)
 
     @property
     def how_to_get(self) -> str:
@@ -72,9 +73,9 @@ MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("clip-vit-b-32", "embedder", ("open_clip_config.json",), source="huggingface",
               repo_id="laion/CLIP-ViT-B-32-laion2B-s34B-b79K", size_bytes=605 * MB, licence="MIT",
               description="OpenCLIP ViT-B/32 (LAION-2B), for small machines (needs open_clip_torch)"),
-    *(ModelSpec(repo, "vlm", ("config.json", "preprocessor_config.json", "tokenizer_config.json"),
-                source="huggingface", repo_id=repo, size_bytes=size, licence=_VLM_LICENCES[repo.split("/")[0]],
-                description=text)
+    *(ModelSpec(repo, "vlm", ("config.json", "tokenizer_config.json"), source="huggingface", repo_id=repo,
+                size_bytes=size, licence=_VLM_LICENCES[repo.split("/")[0]], description=text,
+                one_of=("preprocessor_config.json", "processor_config.json"))  # the Hub has one, save_pretrained the other
       for repo, size, text in (
           ("Salesforce/blip2-flan-t5-xl", int(15.8 * GB), "BLIP-2 with Flan-T5-XL (MyVLM paper)"),
           ("Salesforce/blip2-opt-2.7b", int(15.5 * GB), "BLIP-2 with OPT-2.7B"),

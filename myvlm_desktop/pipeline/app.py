@@ -16,6 +16,7 @@ from __future__ import annotations
 from ..library.db import now
 from ..library.store import Library
 from ..library.watch import Watcher
+from .follow import HeadFollower
 from .jobs import Job, JobQueue
 from .people import People
 from .process import STAGES, job_kinds, lane
@@ -36,6 +37,7 @@ class AppSession:
         self.watcher: Watcher | None = None
         self._closed = False
         self._want_watch = self.settings["watch"] if watch is None else watch
+        self.follower = HeadFollower(self.db, self.submit)  # heads retrain a few seconds after naming
 
     def start(self) -> list[Job]:
         """Resume unfinished jobs and start watching the folders."""
@@ -79,6 +81,7 @@ class AppSession:
         if self._closed:
             return
         self._closed = True
+        self.follower.close()
         self.stop_watching()
         interrupted = [j.status.id for j in self.jobs.active()]
         self.jobs.cancel_all(wait)

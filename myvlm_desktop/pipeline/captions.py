@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from ..library.db import now
 from ..library.store import Library, display_path, open_path
 from ..library.text import update_photo_text
 from ..models.errors import ModelUnavailable
+from . import shared_vlm
 from .jobs import JobControl
 from .settings import load_settings, vlm_options
 
@@ -166,7 +166,8 @@ def caption_library(library: Library, backend, control: JobControl | None = None
                 log.info("photo %s not captioned: %s", photo_id, exc.reason)
                 counts["errors"] += 1
                 done += 1
-        results = caption_batch(backend, [r[1] for r in ready], [vectors.for_concepts(r[2]) for r in ready])
+        with shared_vlm.lane():  # one batch at a time on the shared model
+            results = caption_batch(backend, [r[1] for r in ready], [vectors.for_concepts(r[2]) for r in ready])
         for (photo_id, _, in_photo), result in zip(ready, results, strict=True):
             if control is not None:
                 control.progress(done, len(todo), f"captioning {done + 1} of {len(todo)}")
@@ -189,7 +190,7 @@ def caption_job(library: Library) -> Callable:
     """
 
     def run(control: JobControl, concepts: list[int] | None = None, photo_ids: list[int] | None = None) -> dict:
-        backend = shared_backend(**vlm_options(load_settings(library.db)))
+        backend = shared_backend(**library_vlm_options(library))
         return caption_library(library, backend, control, concepts, photo_ids)
 
     return run
@@ -235,7 +236,9 @@ def caption_photo(library: Library, photo: int | str | os.PathLike, backend,
     """{"caption", "concepts", "backend"} for a library photo (stored) or any image file (not stored)."""
     photo_id, image, concept_ids = _open_photo(library, photo)
     states = concept_states(library, backend.name)
-    result = backend.caption(image, _Vectors(states, backend.concept_dim).for_concepts(concept_ids), on_token=on_token)
+    with shared_vlm.lane():
+        result = backend.caption(image, _Vectors(states, backend.concept_dim).for_concepts(concept_ids),
+                                 on_token=on_token)
     if photo_id is not None:
         library.db.write(store_caption, photo_id, result, concept_versions(concept_ids, states))
         library.db.notify("captions", photo_id)
@@ -249,7 +252,9 @@ def answer_photo(library: Library, photo: int | str | os.PathLike, question: str
         raise ValueError("ask a question, like: What is <Alice> doing?")
     photo_id, image, concept_ids = _open_photo(library, photo)
     states = concept_states(library, backend.name)
-    result = backend.answer(image, question.strip(), _Vectors(states, backend.concept_dim).for_concepts(concept_ids), on_token=on_token)
+    with shared_vlm.lane():
+        result = backend.answer(image, question.strip(), _Vectors(states, backend.concept_dim).for_concepts(concept_ids),
+                                on_token=on_token)
     if photo_id is not None:
         library.db.write(store_answer, photo_id, question.strip(), result)
         library.db.notify("answers", photo_id)
@@ -286,21 +291,16 @@ def _detected(library: Library, image, path: str) -> set[int]:
     return {r["id"] for r in library.db.query("SELECT id, name FROM concepts") if r["name"] in names}
 
 
-# -- the VLM, loaded once per process -------------------------------------------------------------------------
-_backends: dict[tuple, object] = {}
-_backends_lock = threading.Lock()
+# -- the VLM, loaded once per process (shared_vlm) ------------------------------------------------------------
+def library_vlm_options(library: Library) -> dict:
+    """backend, model, device and caption detail from the settings, and the library's own models folder."""
+    return {**vlm_options(load_settings(library.db)), "models_dir": shared_vlm.models_dir_of(library.root)}
 
 
-def shared_backend(backend: str = "smolvlm", model: str | None = None, device: str = "auto"):
-    """The VLM for these options, loaded on first use; ModelUnavailable when its weights are not on disk."""
-    key = (backend, model, device)
-    with _backends_lock:
-        if key not in _backends:
-            from ..vlm.generate import load_backend
-
-            _backends.clear()  # one VLM in memory at a time: they are large
-            _backends[key] = load_backend(backend, model, device)
-        return _backends[key]
+def shared_backend(backend: str = "smolvlm", model: str | None = None, device: str = "auto", models_dir=None,
+                   detail: str | None = None):
+    """The process's VLM for these options (shared with training); ModelUnavailable when it is not on disk."""
+    return shared_vlm.backend(backend, model, device, models_dir, detail)
 
 
 def _json(text: str | None, default):

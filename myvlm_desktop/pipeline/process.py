@@ -16,6 +16,7 @@ from ..library.store import Library
 from ..models.errors import ModelUnavailable
 from .jobs import JobControl
 from .settings import vlm_options
+from .shared_vlm import models_dir_of
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def job_kinds(library: Library, settings: dict[str, Any]) -> dict[str, Callable]
     def caption(control, **params):
         from .captions import caption_job
 
-        vlm_weights(vlm_options(settings))  # seconds cheaper than loading transformers to learn the weights are absent
+        vlm_weights(vlm_options(settings), models_dir_of(library.root))  # seconds cheaper than loading transformers to learn the weights are absent
         return caption_job(library)(control, **params)
 
     def train(control, **params):
@@ -142,9 +143,9 @@ def run_stage(fn: Callable, stage: str, control: StageControl) -> StageResult:
         return StageResult(stage, skipped=str(exc))
 
 
-def vlm_weights(options: dict[str, Any]):
-    """The folder of the VLM's weights (`options` as settings.vlm_options gives them); ModelUnavailable,
-    with what to do, when they are not on disk."""
+def vlm_weights(options: dict[str, Any], models_dir=None):
+    """The folder of the VLM's weights (`options` as settings.vlm_options gives them), looked up in the library's
+    models folder and the HF cache; ModelUnavailable, with what to do, when they are not on disk."""
     from ..vlm.loader import DEFAULT_MODELS, find_weights
 
-    return find_weights(options["model"] or DEFAULT_MODELS[options["backend"]])
+    return find_weights(options["model"] or DEFAULT_MODELS[options["backend"]], options.get("models_dir") or models_dir)

@@ -15,6 +15,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "vlm_backend": "smolvlm",   # smolvlm | blip2 | llava
     "vlm_model": "",            # a model name or folder; empty: the backend's default
     "device": "auto",           # auto | cuda | mps | cpu
+    "caption_detail": "auto",   # auto | fast | detailed (SmolVLM: one 512 px view, or the model card's tiles)
     "watch": True,              # follow the folders for new, changed and deleted files
 }
 CHOICES = {
@@ -22,6 +23,7 @@ CHOICES = {
     "embedder": ("sscd", "clip"),
     "vlm_backend": ("smolvlm", "blip2", "llava"),
     "device": ("auto", "cuda", "mps", "cpu"),
+    "caption_detail": ("auto", "fast", "detailed"),
 }
 
 
@@ -63,7 +65,8 @@ def vlm_options(settings: dict[str, Any]) -> dict[str, Any]:
     """backend, model and device for the VLM (the CLI's --backend, --model and --device override them)."""
     return {"backend": settings.get("vlm_backend") or DEFAULT_SETTINGS["vlm_backend"],
             "model": settings.get("vlm_model") or None,
-            "device": settings.get("device") or DEFAULT_SETTINGS["device"]}
+            "device": settings.get("device") or DEFAULT_SETTINGS["device"],
+            "detail": settings.get("caption_detail") or DEFAULT_SETTINGS["caption_detail"]}
 
 
 def library_has_folders(data_dir) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 from .. import config, imaging
 from ..library.store import Library, open_path
 from ..storage import atomic_write_bytes
+from . import shared_vlm
 
 KIND = "train"
 TRAINING_PHOTOS = 4  # MyVLM trains on 4 photos of the concept
@@ -101,10 +102,21 @@ def train_job(library: Library, loaded=None):
     """The job function for the queue; `loaded` is an already loaded backend to use (the CLI loads it first)."""
 
     def run(control, concept, backend: str | None = None, model: str | None = None, device: str | None = None,
-            steps: int = 100, force: bool = False, noun: str | None = None, photos: int = TRAINING_PHOTOS) -> dict:
+            steps: int = 100, force: bool = False, noun: str | None = None, photos: int = TRAINING_PHOTOS,
+            heads_first: bool = False) -> dict:
+        if heads_first:  # the window's Train: a stale head is retrained (and its photos found) first
+            refresh_head(library, control, concept)
         return train_concept(library, control, concept, backend, model, device, steps, force, noun, photos, loaded)
 
     return run
+
+
+def refresh_head(library: Library, control, concept) -> None:
+    """Retrain the concept's head when it is stale and mark its photos, so training sees the user's latest picks."""
+    from .detect import detect_library
+
+    control.progress(0, 1, "updating the recognition head")
+    detect_library(library, [find_concept(library, concept)["id"]])
 
 
 def train_concept(library: Library, control, concept, backend: str | None = None, model: str | None = None,
@@ -123,11 +135,9 @@ def train_concept(library: Library, control, concept, backend: str | None = None
     images, photo_ids = load_photos(library, training_photo_ids(library, row["id"]), photos)
     if not images:
         raise TrainError(f"{row['name']} has no readable photos to train on")
-    if loaded is None:
-        from ..vlm.generate import load_backend
-
-        loaded = load_backend(name, model, device or setting(library, "device", "auto"),
-                              models_dir=config.models_dir(library.root))
+    if loaded is None:  # the process's one VLM, shared with captions and questions
+        loaded = shared_vlm.backend(name, model, device or setting(library, "device", "auto"),
+                                    shared_vlm.models_dir_of(library.root))
     settings = TrainSettings(steps=steps)
     key = {"concept_id": row["id"], "concept_version": row["version"], "backend": loaded.name,
            "model": loaded.model_id, "photos": photo_ids, "settings": asdict(settings)}
@@ -142,11 +152,13 @@ def _train(library, control, row, backend, images, key, settings, noun, target) 
     ckpt = checkpoint_path(library, row["id"], backend.name)
     resumed = _read_checkpoint(ckpt, key)
     control.progress(resumed[1]["step"] if resumed else 0, settings.steps, "computing the vision bank")
-    bank = build_bank(backend, images, settings.views, settings.seed, on_batch=control.check)
+    with shared_vlm.lane():
+        bank = build_bank(backend, images, settings.views, settings.seed, on_batch=control.check)
     if resumed is None:
         control.progress(0, settings.steps, f"captioning {len(images)} training photos")
-        samples = make_targets(backend, images, row["identifier"], row["kind"], noun, settings,
-                               on_photo=lambda done: control.check(), features=bank[:, 0])
+        with shared_vlm.lane():
+            samples = make_targets(backend, images, row["identifier"], row["kind"], noun, settings,
+                                   on_photo=lambda done: control.check(), features=bank[:, 0])
         resumed = ({}, {"step": 0, "samples": [asdict(s) for s in samples]})
     samples = [Sample(**s) for s in resumed[1]["samples"]]
     trainer = ConceptTrainer(backend, images, samples, settings, bank=bank)
@@ -161,7 +173,7 @@ def _train(library, control, row, backend, images, key, settings, noun, target) 
     if not resumed[0]:
         save(trainer)  # step 0: the targets survive a restart, so the photos are not captioned twice
     trainer.run(on_step=lambda step, loss: control.progress(step, settings.steps, f"step {step}: loss {loss:.3f}"),
-                on_checkpoint=save)
+                on_checkpoint=save, lane=shared_vlm.lane)
     vector = ConceptVector(row["name"], row["identifier"], row["kind"], trainer.vector.detach(), backend.name,
                            backend.model_id)
     save_concept_vector(target, vector, steps=trainer.step, concept_version=row["version"], concept_id=row["id"],

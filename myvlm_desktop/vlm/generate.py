@@ -46,16 +46,20 @@ def caption_batch(backend: Backend, images: Sequence, concepts: Sequence[Sequenc
     by one. Photos with the same concepts share one prompt, so they go through `generate` together with no
     padding at all (whatever side a backend pads on); on a CPU a batch costs little more than one photo."""
     concepts = [backend._usable(c) for c in (concepts or [[] for _ in images])]
+    if getattr(backend, "detail", "fast") == "detailed":  # tiles differ from photo to photo: one at a time
+        return [backend.caption(image, chosen, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
+                for image, chosen in zip(images, concepts, strict=True)]
     groups: dict[tuple, list[int]] = {}
     for i, chosen in enumerate(concepts):
         groups.setdefault(tuple((c.identifier, id(c.vector)) for c in chosen), []).append(i)
     results: list[Result] = [Result("", [], backend.name)] * len(images)
     for members in groups.values():
         chosen = concepts[members[0]]
-        prompt = backend.caption_prompt([c.identifier for c in chosen])
+        prompt = backend.caption_prompt([backend.spoken(c.identifier) for c in chosen])  # as its tokenizer writes
         features = backend.encode([as_image(images[i]) for i in members])
         texts = backend.generate(features, [c.vector for c in chosen], [prompt] * len(members),
                                  max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
         for i, text in zip(members, texts, strict=True):
-            results[i] = Result(text, [c.name for c in chosen], backend.name, backend.model_id)
+            results[i] = Result(backend.shown(text, [c.identifier for c in chosen]), [c.name for c in chosen],
+                                backend.name, backend.model_id)
     return results

@@ -51,10 +51,26 @@ def _from_hf_cache(model: str) -> Path:
     return path
 
 
+class DeviceUnavailable(ModelUnavailable):
+    """The device asked for is not on this computer; a ModelUnavailable so every caller shows it as it is."""
+
+    def __init__(self, device: str, why: str):
+        super().__init__(f"device {device!r}", why, "Choose device auto or cpu (in Preferences, or --device cpu).")
+
+
 def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """CUDA, then Apple's MPS, then the CPU."""
+    """CUDA, then Apple's MPS, then the CPU; a device that is not there is DeviceUnavailable, said plainly."""
     if str(device) != "auto":
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except RuntimeError:
+            raise DeviceUnavailable(str(device), "no such device (auto, cuda, mps or cpu)") from None
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise DeviceUnavailable(str(device), "this computer has no CUDA GPU that torch can use")
+        mps = getattr(torch.backends, "mps", None)
+        if chosen.type == "mps" and not (mps is not None and mps.is_available()):
+            raise DeviceUnavailable(str(device), "Apple's Metal (MPS) is not available here")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -69,10 +85,18 @@ def pick_dtype(device: torch.device, dtype: torch.dtype | str | None = None) -> 
     if dtype is not None:
         return dtype
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cuda_has_native_bf16() else torch.float16
     if device.type == "mps":
         return torch.float16
     return torch.bfloat16 if _cpu_has_bf16() else torch.float32
+
+
+def cuda_has_native_bf16() -> bool:
+    """True only where the GPU runs bf16 itself (Ampere and newer); T4, V100 and RTX 20xx only emulate it, slowly."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # a torch without the argument counts emulation as support: ask for Ampere directly
+        return torch.cuda.get_device_capability()[0] >= 8
 
 
 def _cpu_has_bf16() -> bool:

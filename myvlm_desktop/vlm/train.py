@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -55,6 +56,7 @@ class TrainSettings:
     questions: int = 10  # VQA targets per photo, for backends that train VQA
     cached: bool = True  # reuse the bank; False re-encodes a fresh augmented view at every step
     regularise: bool = True
+    checkpointing: str = "auto"  # activation checkpointing: "auto" (LLaVA on a GPU), "on" or "off"
 
 
 @dataclass
@@ -63,6 +65,7 @@ class Sample:
     prompt: str  # the prompt at training (and inference) time, naming the identifier where the backend does
     target: str
     kind: str = "caption"  # or "vqa"
+    ended: bool = True  # the frozen model ended here; False: its answer was cut, so no end token is learned
 
 
 # -- targets ------------------------------------------------------------------------------------------------
@@ -98,6 +101,19 @@ def mentioned_noun(text: str, nouns: Sequence[str]) -> str | None:
     return next((n for n in nouns if last.startswith(n)), last)
 
 
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def whole_sentences(text: str, ended: bool) -> tuple[str, bool]:
+    """(target text, whether it ends): a cut answer keeps its whole sentences only, and ends there; with no
+    whole sentence it stays as it is, without an end token, so the model never learns to stop mid-sentence."""
+    text = text.strip()
+    if ended:
+        return text, True
+    stops = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return (text[:stops[-1]], True) if stops else (text, False)
+
+
 def make_targets(backend: Backend, images: Sequence[Image.Image], identifier: str, kind: str,
                  noun: str | None = None, settings: TrainSettings | None = None, max_new_tokens: int = 40,
                  on_photo: Callable[[int], None] | None = None, features: torch.Tensor | None = None) -> list[Sample]:
@@ -107,19 +123,25 @@ def make_targets(backend: Backend, images: Sequence[Image.Image], identifier: st
     """
     settings = settings or TrainSettings()
     nouns = class_nouns(kind, noun)
+    spoken = backend.spoken(identifier)  # `<Alice>` unless the tokenizer cannot write it (T5: `[Alice]`)
     samples = []
     for p, image in enumerate(images):
         features_p = backend.encode([image]) if features is None else features[p:p + 1]
-        caption = backend.generate(features_p, [], [backend.caption_prompt()], max_new_tokens=max_new_tokens)[0]
-        samples.append(Sample(p, backend.caption_prompt([identifier]), personalize(caption, identifier, nouns)))
+        ended: list[bool] = []
+        caption = backend.generate(features_p, [], [backend.caption_prompt()], max_new_tokens=max_new_tokens,
+                                   ended=ended)[0]
+        text, ends = whole_sentences(caption, ended[0])
+        samples.append(Sample(p, backend.caption_prompt([spoken]), personalize(text, spoken, nouns), ended=ends))
         asks = QUESTIONS[:settings.questions] if backend.trains_vqa else []
         if asks:
             subject = f"the {mentioned_noun(caption, nouns) or (nouns[0] if nouns else kind)}"
             answers = backend.generate(features_p, [], [backend.question_prompt(q.format(n=subject)) for q in asks],
-                                       max_new_tokens=max_new_tokens)
-            samples += [Sample(p, backend.question_prompt(q.format(n=identifier)),
-                               personalize(a, identifier, nouns, fallback=False), "vqa")
-                        for q, a in zip(asks, answers) if a.strip()]
+                                       max_new_tokens=max_new_tokens, ended=ended)
+            for q, a, done in zip(asks, answers, ended):
+                text, ends = whole_sentences(a, done)
+                if text:
+                    samples.append(Sample(p, backend.question_prompt(q.format(n=spoken)),
+                                          personalize(text, spoken, nouns, fallback=False), "vqa", ends))
         if on_photo:
             on_photo(p + 1)
     return samples
@@ -162,17 +184,28 @@ class ConceptTrainer:
         self._by_photo = [[i for i, x in enumerate(self.samples) if x.photo == p] for p in range(len(self.images))]
 
     def run(self, on_step: Callable[[int, float], None] | None = None,
-            on_checkpoint: Callable[[ConceptTrainer], None] | None = None) -> torch.Tensor:
-        """Train until `settings.steps`; `on_step` may raise to stop (the last checkpoint stays valid)."""
+            on_checkpoint: Callable[[ConceptTrainer], None] | None = None, lane=nullcontext) -> torch.Tensor:
+        """Train until `settings.steps`; `on_step` may raise to stop (the last checkpoint stays valid).
+
+        `lane()` is held for each step, so a model shared with captions and questions serves them between steps."""
         s = self.settings
-        with self.backend.recording_attentions():  # eager attention: the maps, and on CPU a faster backward
-            while self.step < s.steps:
-                loss = self.train_step()
+        with self.backend.recording_attentions(), self.backend.checkpointing(self.uses_checkpointing):
+            while self.step < s.steps:  # eager attention: the maps, and on CPU a faster backward
+                with lane():
+                    loss = self.train_step()
                 if on_step:
                     on_step(self.step, loss)
                 if on_checkpoint and self.step % s.checkpoint_every == 0 and self.step < s.steps:
                     on_checkpoint(self)
         return self.vector.detach().clone()
+
+    @property
+    def uses_checkpointing(self) -> bool:
+        """LLaVA-7B at batch 4 keeps ~49 GB for the backward pass; checkpointed, a 24 GB GPU trains it."""
+        choice = self.settings.checkpointing
+        if choice in ("on", "off"):
+            return choice == "on"
+        return self.backend.name == "llava" and self.backend.device.type == "cuda"
 
     def train_step(self) -> float:
         picks = self._pick(self.step)
@@ -181,7 +214,7 @@ class ConceptTrainer:
         weights = torch.tensor([self.backend.reg_lambda[x.kind] if self.settings.regularise else 0.0
                                 for x in samples])
         lm_loss, reg = self.backend.loss(features, [self.vector], [x.prompt for x in samples],
-                                         [x.target for x in samples], weights)
+                                         [x.target for x in samples], weights, [x.ended for x in samples])
         loss = lm_loss + reg
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

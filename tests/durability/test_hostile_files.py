@@ -118,7 +118,7 @@ def test_settings_of_the_wrong_type_fall_back_to_the_defaults(tmp_path):
         assert settings["embedder"] == "clip"  # the one sound value is kept
         for key in ("watch", "face_engine", "device", "vlm_model", "vlm_backend"):
             assert settings[key] == DEFAULT_SETTINGS[key], key
-        assert vlm_options(settings) == {"backend": "smolvlm", "model": None, "device": "auto"}
+        assert vlm_options(settings) == {"backend": "smolvlm", "model": None, "device": "auto", "detail": "auto"}
 
 
 def test_a_thumbnail_cache_entry_that_is_not_an_image_is_made_again(tmp_path, library):

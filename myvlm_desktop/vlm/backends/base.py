@@ -10,6 +10,7 @@ bit-for-bit those of the unmodified model.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ class Backend:
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.model_id = model_id or str(getattr(model.config, "_name_or_path", ""))
-        self.image_token_id = int(model.config.image_token_id)
+        self.image_token_id = _image_token(model.config, self.model_id, self.name)
         self._prompts: dict[str, list[int]] = {}
         head = model.get_output_embeddings()
         if head is not None:
@@ -107,13 +108,15 @@ class Backend:
                 max_new_tokens: int = 40, min_new_tokens: int = 0) -> Result:
         """A caption of `image` that names the given concepts (those whose heads fired on it)."""
         concepts = self._usable(concepts)
-        prompt = self.caption_prompt([c.identifier for c in concepts])
+        prompt = self.caption_prompt([self.spoken(c.identifier) for c in concepts])
         return self._respond(image, prompt, concepts, on_token, max_new_tokens, min_new_tokens)
 
     def answer(self, image, question: str, concepts: Sequence[ConceptVector] = (),
                on_token: Callable[[str], None] | None = None, max_new_tokens: int = 60,
                min_new_tokens: int = 0) -> Result:
         concepts = self._usable(concepts)
+        for c in concepts:
+            question = question.replace(c.identifier, self.spoken(c.identifier))
         return self._respond(image, self.question_prompt(question), concepts, on_token, max_new_tokens,
                              min_new_tokens)
 
@@ -121,7 +124,20 @@ class Backend:
         features = self.encode([as_image(image)])
         text = self.generate(features, [c.vector for c in concepts], [prompt], on_token=on_token,
                              max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)[0]
-        return Result(text, [c.name for c in concepts], self.name, self.model_id)
+        return Result(self.shown(text, [c.identifier for c in concepts]), [c.name for c in concepts], self.name,
+                      self.model_id)
+
+    def spoken(self, identifier: str) -> str:
+        """The identifier as this model's tokenizer can write it (see surface_form)."""
+        return surface_form(self.tokenizer, identifier)
+
+    def shown(self, text: str, identifiers: Sequence[str]) -> str:
+        """Model text with each identifier's spoken form back as the user knows it (`<Alice>`)."""
+        for identifier in identifiers:
+            form = self.spoken(identifier)
+            if form != identifier:
+                text = re.sub(rf"(?<![\w<\[(']){re.escape(form)}(?![\w>\])'])", identifier, text)
+        return text
 
     def _usable(self, concepts: Sequence[ConceptVector]) -> list[ConceptVector]:
         for c in concepts:
@@ -142,17 +158,25 @@ class Backend:
     @torch.no_grad()
     def generate(self, features: torch.Tensor, vectors: Sequence[torch.Tensor], prompts: Sequence[str],
                  on_token: Callable[[str], None] | None = None, max_new_tokens: int = 40,
-                 min_new_tokens: int = 0) -> list[str]:
-        """Greedy answers for prompts[i] about image features[i] (or features[0] for all)."""
+                 min_new_tokens: int = 0, ended: list | None = None,
+                 prompt_ids: Sequence[list[int]] | None = None) -> list[str]:
+        """Greedy answers for prompts[i] about image features[i] (or features[0] for all).
+
+        `ended`, when given, is filled with whether each answer ended with the end token (else it was cut).
+        `prompt_ids` replaces the prompts' own token ids where the image placeholders depend on the photo."""
         features = features.expand(len(prompts), -1, -1) if features.shape[0] == 1 else features
         visual, _ = self.visual(append_concepts(features, vectors))
-        seqs = self.sequences([self.prompt_ids(p) for p in prompts], self._lm_concepts(vectors))
+        ids = prompt_ids if prompt_ids is not None else [self.prompt_ids(p) for p in prompts]
+        seqs = self.sequences(ids, self._lm_concepts(vectors))
         embeds = self.embed(seqs.input_ids, visual)
         streamer = _Streamer(self.tokenizer, on_token) if on_token is not None and len(prompts) == 1 else None
         options = {"max_new_tokens": max_new_tokens, "min_new_tokens": min_new_tokens, "do_sample": False,
                    "num_beams": 1, "streamer": streamer}
         ids = self._generate(embeds, seqs, options)
-        return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        texts = [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        if ended is not None:
+            ended[:] = [bool((row == self.end_token_id).any()) for row in ids]
+        return texts
 
     def _generate(self, embeds: torch.Tensor, seqs: Sequences, options: dict) -> torch.Tensor:
         lm = self.language_model()
@@ -160,11 +184,15 @@ class Backend:
 
     # -- training --------------------------------------------------------------------------------------
     def loss(self, features: torch.Tensor, vectors: Sequence[torch.Tensor], prompts: Sequence[str],
-             targets: Sequence[str], reg_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(language-model loss, attention regulariser) for a batch; gradients reach only `vectors`."""
+             targets: Sequence[str], reg_weights: torch.Tensor | None = None,
+             ends: Sequence[bool] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(language-model loss, attention regulariser) for a batch; gradients reach only `vectors`.
+
+        `ends[i]` False: target i was cut, so the model is not taught to stop after it."""
         record = reg_weights is not None and bool((reg_weights > 0).any())
         prompt_ids = [self.prompt_ids(p) for p in prompts]
-        target_ids = [self.target_ids(t) for t in targets]
+        ends = [True] * len(targets) if ends is None else list(ends)
+        target_ids = [self.target_ids(t, end) for t, end in zip(targets, ends)]
         with self.recording_attentions(record):
             out, seqs, cross = self.forward(features, vectors, prompt_ids, target_ids, record)
         lm_loss = self._lm_loss(out.logits, seqs)
@@ -202,6 +230,24 @@ class Backend:
         return total
 
     @contextmanager
+    def checkpointing(self, on: bool = True):
+        """Activation checkpointing in the language model while training: the backward pass recomputes each
+        layer instead of keeping its activations (LLaVA-1.5-7B at batch 4: 49 GB kept without, under 1 GB with;
+        benchmarks/bench_train.py --backend llava --big). transformers checkpoints only in training mode; these
+        language models have no dropout, so training mode changes nothing else."""
+        lm = self.language_model()
+        if not on or not hasattr(lm, "activation_checkpointing_enable"):
+            yield
+            return
+        lm.activation_checkpointing_enable({"use_reentrant": False})
+        lm.train(True)
+        try:
+            yield
+        finally:
+            lm.activation_checkpointing_disable()
+            lm.train(False)
+
+    @contextmanager
     def recording_attentions(self, on: bool = True):
         """Eager attention after the vision tower while attention maps are needed: fused kernels do not return
         them (and on a CPU, training backpropagates faster through eager attention than through the fused one).
@@ -232,9 +278,10 @@ class Backend:
     def _processor_options(self) -> dict:
         return {}
 
-    def target_ids(self, text: str) -> list[int]:
-        """What the model should write after the prompt, ending with its end token."""
-        return self.tokenizer(" " + text.strip(), add_special_tokens=False)["input_ids"] + [self.end_token_id]
+    def target_ids(self, text: str, end: bool = True) -> list[int]:
+        """What the model should write after the prompt, ending with its end token when `end`."""
+        ids = self.tokenizer(" " + text.strip(), add_special_tokens=False)["input_ids"]
+        return [*ids, self.end_token_id] if end else ids
 
     @property
     def end_token_id(self) -> int:
@@ -285,6 +332,33 @@ class Backend:
         out = self.processor.image_processor(images, return_tensors="pt", **options)
         return {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
                 for k, v in out.items() if isinstance(v, torch.Tensor)}
+
+
+def _image_token(config, model_id: str, backend: str) -> int:
+    """The image placeholder's id. Snapshots saved before transformers gave BLIP-2 an image token lack it
+    (image_token_index is None); their processor would not expand the image either, so they cannot run."""
+    token = getattr(config, "image_token_id", None)
+    if token is None:
+        from ...models.errors import ModelUnavailable
+
+        raise ModelUnavailable(model_id or backend, "this copy of the model is an old snapshot without "
+                               "image_token_index in its config.json",
+                               f"Download the model again (`myvlm models download {model_id or backend}`).")
+    return int(token)
+
+
+def surface_form(tokenizer, identifier: str) -> str:
+    """How the model writes `identifier`: the first form that survives encode-then-decode unchanged.
+
+    `<Alice>` itself where the vocabulary has `<` and `>`; T5's has neither (they become <unk>), so there the
+    identifier is spoken as `[Alice]`, `(Alice)` or, at worst, `Alice`. Users always see `<Alice>`."""
+    name = identifier.strip()
+    bare = name[1:-1] if name.startswith("<") and name.endswith(">") else name
+    for form in (name, f"[{bare}]", f"({bare})", f"'{bare}'", bare):
+        ids = tokenizer(" " + form, add_special_tokens=False)["input_ids"]
+        if tokenizer.decode(ids, skip_special_tokens=True).strip() == form:
+            return form
+    return bare
 
 
 def _compact_input(module, args):

@@ -64,11 +64,13 @@ class Blip2(Backend):
         """Per sample: sum over Q-Former cross-attention layers of mean(attention to concept tokens ^ 2)."""
         return sum(attn[..., n_image:].float().pow(2).mean(dim=(1, 2, 3)) for attn in cross)
 
+    def target_ids(self, text: str, end: bool = True) -> list[int]:
+        """No leading space: OPT writes its first word right after BOS ("a", not "Ġa"), and T5's decoder starts
+        from its start token the same way (sentencepiece adds its own word-start mark)."""
+        ids = self.tokenizer(text.strip(), add_special_tokens=False)["input_ids"]
+        return [*ids, self.end_token_id] if end else ids
+
     # -- Flan-T5: the prompt goes to the encoder, the target to the decoder --------------------------------
-    def target_ids(self, text: str) -> list[int]:
-        if not self.encoder_decoder:
-            return super().target_ids(text)
-        return self.tokenizer(text.strip(), add_special_tokens=False)["input_ids"] + [self.end_token_id]
 
     def sequences(self, prompt_ids, k, target_ids=None) -> Sequences:
         if not self.encoder_decoder:

@@ -1,0 +1,186 @@
+"""Downloads through huggingface_hub's real code, from a local Hub (tests/models/hub_server.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from myvlm_desktop.models import download, lookup, registry
+from myvlm_desktop.models.errors import ModelUnavailable
+from tests.models.hub_server import BUFFALO_PATH, TINY_REPOS, HubServer
+
+SMOLVLM = "HuggingFaceTB/SmolVLM-256M-Instruct"
+WEIGHTS = "model.safetensors"
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+def myvlm(env: dict, *argv: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    full = {**os.environ, **env, "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "myvlm_desktop.cli", *argv], env=full, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def record(name: str, figures: dict) -> None:
+    """Measured figures for the closing note (benchmarks/results is not committed)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"hub_{name}.json").write_text(json.dumps(figures, indent=2))
+    print(name, figures)
+
+
+def test_the_server_listens_on_loopback_only_and_stops_by_itself(hub_repos):
+    server = HubServer(hub_repos, lifetime=0.5).start()
+    assert server.httpd.server_address[0] == "127.0.0.1"
+    deadline = time.monotonic() + 10
+    while server.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not server.running
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_cli_download_shows_progress_and_the_model_is_then_found(hub, tmp_path, monkeypatch, capsys):
+    from myvlm_desktop.cli import main
+
+    data = tmp_path / "data"
+    started = time.monotonic()
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)  # a person watching: the byte progress bar is drawn
+    assert main(["--data-dir", str(data), "models", "download", SMOLVLM]) == 0
+    size = sum(len(b) for n, b in hub.state.repos[SMOLVLM].files.items())
+    drawn = terminal.getvalue()
+    assert "100%" in drawn and "2.11M/2.11M" in drawn, drawn[-500:]
+    path = Path(capsys.readouterr().out.strip().split(": ", 1)[1])
+    assert (path / WEIGHTS).is_file() and "snapshots" in path.parts
+    listed = myvlm(hub.env, "--data-dir", str(data), "models", "list", "--json")  # another process finds it
+    row = next(r for r in json.loads(listed.stdout) if r["name"] == SMOLVLM)
+    assert row["available"] and Path(row["path"]) == path
+    record("cli_download", {"bytes": size, "seconds": round(time.monotonic() - started, 2)})
+
+
+def test_a_connection_dropped_mid_file_resumes_with_a_range_request(hub, monkeypatch):
+    from huggingface_hub import constants
+
+    # huggingface_hub hands the body on in 10 MB chunks and resumes from the last whole one; the tiny weights
+    # (650 KB) need smaller chunks for a drop in the middle to leave anything to resume from
+    chunk = 64 * 1024
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", chunk)
+    size = len(hub.state.repos[SMOLVLM].files[WEIGHTS])
+    hub.state.drop_after[WEIGHTS] = size // 2
+    seen = []
+    folder = download.from_hub(registry.spec(SMOLVLM), lambda done, total: seen.append((done, total)))
+    gets = [h for h in hub.state.log if h.method == "GET" and h.path.endswith(WEIGHTS)]
+    assert len(gets) == 2 and gets[0].range is None and gets[1].status == 206
+    resumed_at = int(gets[1].range.removeprefix("bytes=").rstrip("-"))
+    assert size // 2 - chunk < resumed_at <= size // 2
+    sent = hub.state.sent(WEIGHTS)
+    assert sent - size == size // 2 - resumed_at < chunk  # only the unfinished chunk is fetched twice
+    assert (folder / WEIGHTS).read_bytes() == hub.state.repos[SMOLVLM].files[WEIGHTS]
+    assert seen and seen[-1][0] == seen[-1][1] > 0
+    record("resume", {"file_bytes": size, "dropped_at": size // 2, "resumed_at": resumed_at, "bytes_sent": sent,
+                      "refetched": sent - size, "chunk": chunk})
+
+
+def test_a_cancelled_download_keeps_finished_files_for_the_next_try(hub):
+    model = registry.spec(SMOLVLM)
+    files = hub.state.repos[SMOLVLM].files
+
+    def cancel_in_the_weights(done, total):
+        if done > len(files[WEIGHTS]) // 3 and total > 0:
+            raise download.Cancelled
+
+    with pytest.raises(download.Cancelled):
+        download.from_hub(model, cancel_in_the_weights)
+    before = {n: hub.state.sent(n) for n in files}
+    download.from_hub(model)
+    again = {n: hub.state.sent(n) - before[n] for n in files}
+    assert lookup.locate(model) is not None
+    # huggingface_hub 2.x keeps the files that finished; a file cut by the cancel starts again from its beginning
+    record("cancel_resume", {"bytes_total": sum(map(len, files.values())),
+                             "served_in_cancelled_try": sum(before.values()),
+                             "fetched_on_resume": sum(again.values())})
+
+
+def test_a_corrupted_or_truncated_file_is_detected_and_fetched_again(hub):
+    model = registry.spec(SMOLVLM)
+    files = hub.state.repos[SMOLVLM].files
+    good = files[WEIGHTS]
+    hub.state.corrupt[WEIGHTS] = bytes(b ^ 0xFF for b in good)  # right size, wrong bytes, once
+    folder = download.from_hub(model)
+    assert (folder / WEIGHTS).read_bytes() == good
+    assert len([h for h in hub.state.log if h.method == "GET" and h.path.endswith(WEIGHTS)]) == 2
+    # damage on disk afterwards: a truncated tokenizer and a flipped byte in the weights
+    tokenizer = (folder / "tokenizer.json").resolve()
+    tokenizer.write_bytes(tokenizer.read_bytes()[:100])
+    weights = (folder / WEIGHTS).resolve()
+    broken = bytearray(weights.read_bytes())
+    broken[len(broken) // 2] ^= 1
+    weights.write_bytes(bytes(broken))
+    assert set(download.damaged_files(folder, download._listing(model, folder))) == {"tokenizer.json", WEIGHTS}
+    folder = download.from_hub(model)
+    assert (folder / WEIGHTS).read_bytes() == good
+    assert (folder / "tokenizer.json").read_bytes() == files["tokenizer.json"]
+
+
+def test_a_file_damaged_on_every_try_is_a_clear_error(hub):
+    good = hub.state.repos[SMOLVLM].files[WEIGHTS]
+
+    class Always(dict):
+        def pop(self, key, default=None):
+            return bytes(len(good)) if key == WEIGHTS else default
+
+        def __contains__(self, key):
+            return key == WEIGHTS
+
+    hub.state.corrupt = Always()
+    with pytest.raises(ModelUnavailable, match="damaged twice"):
+        download.from_hub(registry.spec(SMOLVLM))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("repo_id", list(TINY_REPOS))
+def test_each_vlm_downloads_and_loads_from_the_hub_layout(hub, repo_id):
+    from myvlm_desktop.vlm.generate import load_backend
+    from tests.vlm.helpers import photo
+
+    folder = registry.download_model(repo_id)
+    assert folder.parent.name == "snapshots" and (folder / "config.json").is_symlink()
+    backend = load_backend(TINY_REPOS[repo_id][0], repo_id, device="cpu", dtype=torch.float32)
+    assert backend.model_id == repo_id
+    assert isinstance(backend.caption(photo("coffee"), max_new_tokens=4).text, str)
+
+
+def test_the_insightface_zip_url_is_served_and_unpacked(hub, tmp_path):
+    import random
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:  # 5 MB: the download writes 1 MB chunks, so a drop leaves some
+        for name in ("det_10g.onnx", "w600k_r50.onnx"):
+            zf.writestr(f"buffalo_l/{name}", random.Random(name).randbytes(2_500_000))
+    data = buffer.getvalue()
+    url = hub.add_url(BUFFALO_PATH, data)
+    model = dataclasses.replace(registry.spec("insightface-buffalo_l"), urls=(url,), size_bytes=len(data),
+                                sha256=hashlib.sha256(data).hexdigest())
+    hub.state.drop_after[BUFFALO_PATH] = len(data) // 3
+    with pytest.raises(ModelUnavailable):  # the connection drops: the partial file stays for the next try
+        download.from_urls(model, tmp_path / "models")
+    folder = download.from_urls(model, tmp_path / "models")
+    assert (folder / "det_10g.onnx").is_file()
+    gets = [h for h in hub.state.log if h.path == BUFFALO_PATH]
+    assert gets[1].range == f"bytes={download.CHUNK}-" and gets[1].status == 206
+    assert hub.state.sent(BUFFALO_PATH) - len(data) < download.CHUNK  # the second try fetched only the rest
+    record("zip_resume", {"zip_bytes": len(data), "dropped_at": len(data) // 3, "resumed_at": download.CHUNK,
+                          "refetched": hub.state.sent(BUFFALO_PATH) - len(data)})
