@@ -13,7 +13,8 @@ on a machine that has the weights, e.g. for ArcFace:
 
     python benchmarks/calibrate_faces.py --engine insightface --store [--models-dir DIR]
 
-The same for an image embedder on pets_dreambooth (one animal = one identity, whole photos):
+The same for an image embedder on pets_dreambooth (one animal = one identity; each photo described as
+the library stores it, whole frame + subject crops):
 
     python benchmarks/calibrate_faces.py --embedder clip --data ../shared/data/pets_dreambooth --store
 
@@ -67,7 +68,7 @@ def embed_images(embedder, images: list[tuple[Path, str]]) -> tuple[np.ndarray, 
     vectors, labels, unreadable = [], [], 0
     for path, label in images:
         try:
-            vectors.append(np.asarray(embedder.embed([load_array(path, 768)]))[0])
+            vectors.append(embedder.describe(load_array(path, 768)))  # the vector the library stores
             labels.append(label)
         except ImageError:
             unreadable += 1
@@ -97,7 +98,7 @@ def main() -> int:
     parser.add_argument("--engine", default="dlib")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--max-far", type=float, default=0.01, help="largest false accept rate allowed")
-    parser.add_argument("--embedder", help="calibrate an image embedder (sscd, clip) on whole photos instead")
+    parser.add_argument("--embedder", help="calibrate an image embedder (sscd, clip) on photos instead")
     parser.add_argument("--store", action="store_true",
                         help="save the chosen threshold for this engine version in the app's models folder")
     parser.add_argument("--models-dir", type=Path, help="the app's models folder (default: the data folder's)")

@@ -33,6 +33,7 @@ from myvlm_desktop.concepts.review import BAND
 from myvlm_desktop.concepts.train import HEAD_VIEWS, LOAD_SIDE, select_negatives, training_views
 from myvlm_desktop.imaging import ImageError, load_array
 from myvlm_desktop.models.errors import ModelUnavailable
+from myvlm_desktop.vision.embed import photo_vector
 
 DATA = Path("/work/shared/data")
 SHOTS = (1, 2, 4)
@@ -50,6 +51,10 @@ def main() -> int:
     parser.add_argument("--review", type=int, default=5, help="simulated review answers per concept (0: none)")
     parser.add_argument("--face-engine", default="dlib")
     parser.add_argument("--detector", default="hog", help="dlib's detector: hog | cnn | hog+cnn (cached faces)")
+    parser.add_argument("--test-vector", choices=("stored", "whole", "max"), default="stored",
+                        help="pets: a photo as the library stores it (whole frame + subject crops, "
+                             "vision.embed.photo_vector), its whole frame only (the rule before), or "
+                             "present when any of its frame and crops is")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "eval_heads.json")
     args = parser.parse_args()
     report: dict = {"machine": platform.platform(), "splits": args.splits, "shots": list(SHOTS),
@@ -85,7 +90,9 @@ def eval_pets(args, embedder_name: str) -> dict:
     labels = np.array([p["label"] for p in photos])
     species = np.array([p.get("species", "") for p in photos])
     paths = [p["path"] for p in photos]
-    originals = np.stack([views[p][0] for p in paths])
+    stored = np.stack([photo_vector(np.vstack([views[p][:1], views[p][HEAD_VIEWS:]])) for p in paths])
+    originals = np.stack([views[p][0] for p in paths]) if args.test_vector == "whole" else stored
+    present = _present_any_crop(views, paths) if args.test_vector == "max" else (lambda head, ids: head.present(originals[ids]))
     per_concept, started = {}, time.perf_counter()
     for concept in sorted(set(labels)):
         per_concept[concept] = {}
@@ -102,17 +109,28 @@ def eval_pets(args, embedder_name: str) -> dict:
                 chosen = np.array(select_negatives(originals[train_neg], originals[train_pos]))
                 head = fit_concept_head(pos, originals[train_neg[chosen]], groups,
                                         TrainConfig(steps=args.steps, seed=split))
-                on_neg = head.present(originals[test_neg])
+                on_neg = present(head, test_neg)
                 same_species = species[test_neg] == species[own[0]]
-                counts.append(_counts(head.present(originals[test_pos]), on_neg)
+                counts.append(_counts(present(head, test_pos), on_neg)
                               | {"fp_same_species": int(on_neg[same_species].sum())})
             per_concept[concept][shots] = _scores(counts)
-    result = {"embedder": embedder.engine_id, "photos": len(photos), "views_per_photo": len(views[paths[0]]),
+    result = {"embedder": embedder.engine_id, "test_vector": args.test_vector, "photos": len(photos),
+              "views_per_photo": len(views[paths[0]]),
               "embed_seconds": round(embed_s, 1), "train_seconds": round(time.perf_counter() - started, 1),
               "per_concept": per_concept, "mean": _means(per_concept)}
     if args.review:
         result["review_gain"] = _pet_review_gain(args, views, labels, paths, originals)
     return result
+
+
+def _present_any_crop(views: dict, paths: list):
+    """Test-time crops: a photo shows the concept when its whole frame or any subject crop does."""
+    crops = np.stack([np.vstack([views[p][:1], views[p][HEAD_VIEWS:]]) for p in paths])
+
+    def present(head, ids):
+        chosen = crops[ids]
+        return head.present(chosen.reshape(-1, chosen.shape[-1])).reshape(len(ids), -1).any(axis=1)
+    return present
 
 
 def _pet_review_gain(args, views: dict, labels: np.ndarray, paths: list, originals: np.ndarray) -> dict:

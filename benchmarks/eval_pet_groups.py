@@ -4,13 +4,14 @@ Clusters pets_dreambooth (9 animals, 47 photos) with the app's own image cluster
 the embedder's ClusterParams) and scores the groups by pairwise precision / recall / F1 against the animals
 (a photo left ungrouped pairs with nothing). Two ways to describe a photo:
 
-    whole  the whole frame's embedding (what the index stores today)
-    crops  the mean of the whole frame and five subject crops (centre, four corners; the same crops the
-           pet heads train on), normalised: the animal, not the room, dominates the vector
+    whole  the whole frame's embedding (what the index stored before)
+    crops  what the index stores now (vision.embed.photo_vector): the normalised mean of the whole frame
+           and five subject crops (centre, four corners; the same crops the pet heads train on), so the
+           animal, not the room, dominates the vector
 
 and a sweep of max_distance for each. Reads the embeddings eval_heads.py cached (run it first).
 
-    python benchmarks/eval_pet_groups.py [--embedder sscd-distilled-320]
+    python benchmarks/eval_pet_groups.py [--embedder sscd-distilled-320-crops5]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from myvlm_desktop.concepts.train import HEAD_VIEWS
 from myvlm_desktop.people.cluster import cluster_all, params_for
+from myvlm_desktop.vision.embed import photo_vector
 
 DATA = Path("/work/shared/data/pets_dreambooth")
 SWEEP = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
@@ -48,7 +50,7 @@ def pairwise(labels: np.ndarray, truth: np.ndarray) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--embedder", default="sscd-distilled-320")
+    parser.add_argument("--embedder", default="sscd-distilled-320-crops5")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "eval_pet_groups.json")
     args = parser.parse_args()
@@ -63,7 +65,7 @@ def main() -> int:
     truth = np.array([i["label"] for i in items])
     unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
     described = {"whole": unit(np.stack([v[0] for v in views])),
-                 "crops": unit(np.stack([unit(np.vstack([v[:1], v[HEAD_VIEWS:]])).mean(axis=0) for v in views]))}
+                 "crops": np.stack([photo_vector(np.vstack([v[:1], v[HEAD_VIEWS:]])) for v in views])}
     base = params_for(args.embedder)
     report = {"embedder": args.embedder, "photos": len(items), "animals": len(set(truth)),
               "app_max_distance": base.max_distance, "results": {}}

@@ -35,7 +35,7 @@ def detect_image(library: Library, rgb: np.ndarray, heads: dict[int, Head] | Non
             else:
                 if engine_id not in vectors_by_embedder:
                     model = _same(embedder, engine_id) or embedder_for(engine_id)
-                    vectors_by_embedder[engine_id] = np.asarray(model.embed([rgb]), np.float32)
+                    vectors_by_embedder[engine_id] = model.describe(rgb)[None]
                 hit = _linear_hit(head, vectors_by_embedder[engine_id])
         except ModelUnavailable:
             continue

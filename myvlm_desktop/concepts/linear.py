@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 PRESENT_AT = 0.5
 MIN_LINEAR = 3      # photos needed before the linear head (and its calibration) takes over from prototypes
 SHARPNESS = 20.0    # prototype scores: how fast the score leaves 0.5 per unit of cosine similarity
-NEGATIVE_QUANTILE = 0.9  # prototype cut-off: above this share of the negatives' similarities
+NEGATIVE_QUANTILE = 0.95  # prototype cut-off: above this share of the negatives' similarities (0.9: 1-shot 0.85)
 HELD_BACK = 3       # photos held back, one at a time, to calibrate a linear head's cut-off
 CUTOFF_MARGIN = 0.8  # the cut-off sits this much under the typical held-back photo's p(concept)
 MAX_CUTOFF = 0.95

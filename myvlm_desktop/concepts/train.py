@@ -22,6 +22,7 @@ from ..models.errors import ModelUnavailable
 from ..people.ops import concept_members as people_members
 from ..vision import augment
 from ..vision.boxes import iou
+from ..vision.embed import subject_crops
 from .engines import embedder_for, face_engine_for
 from .linear import TrainConfig, TrainingError, fit_concept_head
 from .person import PersonHead, representative_keys
@@ -33,7 +34,6 @@ HARD_NEGATIVES = 100     # the user's photos most like the concept: what the hea
 SPREAD_NEGATIVES = 50    # plus a spread over the rest, so ordinary photos are covered too (MyVLM used ~150)
 MAX_NEGATIVE_KEYS = 256
 HEAD_VIEWS = 8           # the photo and 7 augmented views (flip, rotation up to 30 degrees), embedded once
-CROP = 0.7               # subject crops cover this share of each side
 LOAD_SIDE = 768          # decode training photos at most this big: embedders look at a few hundred pixels
 PERSON_KIND = "person"
 SAME_FACE_IOU = 0.3      # two boxes overlapping this much are one face found twice, not two people
@@ -336,11 +336,7 @@ def _embedded_views(library: Library, photo_id: int, embedder) -> np.ndarray | N
 def training_views(rgb: np.ndarray, seed: int = 0) -> list[np.ndarray]:
     """What a pet or object head learns from one photo: its augmented views (the original first), then
     crops around the likely subject, which is rarely the whole frame: the centre and four corners."""
-    h, w = rgb.shape[:2]
-    ch, cw = max(1, round(h * CROP)), max(1, round(w * CROP))
-    corners = [((h - ch) // 2, (w - cw) // 2), (0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw)]
-    return augment.array_views(rgb, HEAD_VIEWS, seed=seed) + [np.ascontiguousarray(rgb[y:y + ch, x:x + cw])
-                                                              for y, x in corners]
+    return augment.array_views(rgb, HEAD_VIEWS, seed=seed) + subject_crops(rgb)
 
 
 def _originals(groups: np.ndarray) -> np.ndarray:

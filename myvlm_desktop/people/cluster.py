@@ -59,10 +59,10 @@ DLIB = ClusterParams(min_faces=2, max_distance=0.06, neighbours=16, suggest_dist
 # value Immich ships for the same model (its min_faces is 3; ours is 2 as for dlib).
 ARCFACE = ClusterParams(min_faces=2, max_distance=0.5, neighbours=16, suggest_distance=0.55)
 # SSCD image descriptors (512-D, copy detection) for pet / object candidates, on pets_dreambooth (47
-# photos of 9 animals): precision stays 1.0 up to 0.65 and falls to 0.38 at 0.75; at 0.6 it finds
-# 7 groups (pairwise F1 0.347, recall 0.21): SSCD groups near-duplicate shots of an animal, not all
-# of its photos, which is what a candidate needs to be (the user names it and adds photos).
-SSCD = ClusterParams(min_faces=2, max_distance=0.6, neighbours=16, suggest_distance=0.65)
+# photos of 9 animals), each photo described by the mean of its whole frame and 5 subject crops (what the
+# index stores, vision.embed.photo_vector): pairwise F1 0.42 at 0.6, 0.58 at 0.65 (precision 1.0, 9
+# groups); precision falls beyond. With whole-frame vectors it was 0.35 at 0.6 (eval_pet_groups.py).
+SSCD = ClusterParams(min_faces=2, max_distance=0.65, neighbours=16, suggest_distance=0.7)
 # OpenCLIP image features (the "clip" embedder): NOT calibrated, its weights cannot be fetched here. CLIP
 # places photos of one subject in one scene at cosine similarity ~0.85-0.95; 0.15 keeps to that.
 CLIP = ClusterParams(min_faces=2, max_distance=0.15, neighbours=16, suggest_distance=0.2)

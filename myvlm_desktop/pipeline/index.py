@@ -75,7 +75,7 @@ class PhotoWorker:
             return Outcome(task, error=exc.reason)
         try:
             faces = self.face_engine.analyze(rgb) if task.faces and self.face_engine else None
-            vector = self.embedder.embed([rgb])[0] if task.embedding and self.embedder else None
+            vector = self.embedder.describe(rgb) if task.embedding and self.embedder else None
         except Exception as exc:  # noqa: BLE001 - one odd photo must not stop the library's index
             return Outcome(task, error=f"{type(exc).__name__}: {exc}")
         scale = task.width / rgb.shape[1] if task.width else 1.0

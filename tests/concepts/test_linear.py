@@ -78,10 +78,10 @@ def test_one_example_falls_back_to_prototypes_that_neither_collapse_nor_fire_eve
     pos, groups, neg, unseen_pos, unseen_neg = _data(1, seed=11)
     head = fit_concept_head(pos, neg, groups, TrainConfig(steps=100))
     assert head.prototypes is not None and len(head.prototypes) == len(pos)
-    # the cut-off lies above 90% of the negatives' similarities, below the example's own views
-    assert np.mean(head.present(neg)) <= 0.11 and head.present(pos).all()
+    # the cut-off lies above 95% of the negatives' similarities, below the example's own views
+    assert np.mean(head.present(neg)) <= 0.06 and head.present(pos).all()
     assert head.present(unseen_pos).mean() >= 0.8  # new photos of the concept, not only its one photo
-    assert head.present(unseen_neg).mean() <= 0.25  # about the 10% of negatives above the cut-off
+    assert head.present(unseen_neg).mean() <= 0.25  # about the 5% of negatives above the cut-off
     scores = head.scores(np.vstack([pos[:1], unseen_neg[:1]]))
     assert scores[0] > 0.5 > scores[1]
 

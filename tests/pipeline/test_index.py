@@ -17,6 +17,7 @@ from myvlm_desktop.pipeline import index as index_module
 from myvlm_desktop.pipeline.index import Outcome, Task, index_library, store_outcomes
 from myvlm_desktop.pipeline.jobs import Cancelled, JobControl, JobStatus
 from myvlm_desktop.vision.boxes import iou
+from myvlm_desktop.vision.embed import get_image_embedder
 from myvlm_desktop.vision.faces import get_face_engine
 from tests.conftest import insightface_image, make_jpeg
 
@@ -61,7 +62,7 @@ def test_index_stores_faces_embeddings_and_what_was_done(library, photos):
     result = index_library(library, workers=1)
     assert result["photos"] == 4 and result["indexed"] == 3 and result["errors"] == 1
     assert result["faces"] == 7 and result["embeddings"] == 3
-    assert result["face_engine"] == "dlib-resnet_v1" and result["embedder"] == "sscd-distilled-320"
+    assert result["face_engine"] == "dlib-resnet_v1" and result["embedder"] == "sscd-distilled-320-crops5"
 
     group = faces_of(library, photos["group"])
     assert len(group) == 6 and len(faces_of(library, photos["astronaut"])) == 1
@@ -82,10 +83,22 @@ def test_index_stores_faces_embeddings_and_what_was_done(library, photos):
     assert state[(photos["coffee"], "faces")]["error"] is None  # no faces is a result, not a reason to redo
     vectors = library.db.query("SELECT embedder, embedding FROM image_embeddings")
     assert len(vectors) == 3 and all(len(r["embedding"]) == 512 * 4 for r in vectors)
+    # the stored vector describes the photo by its whole frame and subject crops, as decoded for indexing
+    stored = from_blob(library.db.scalar("SELECT embedding FROM image_embeddings WHERE photo_id = ?",
+                                         (photos["coffee"],)))
+    sscd = get_image_embedder("sscd")
+    assert np.allclose(stored, sscd.describe(imaging.load_array(photo_dir_of(library, photos["coffee"]),
+                                                               index_module.DECODE_SIDE)), atol=1e-4)
 
     again = index_library(library, workers=1)
     assert again["photos"] == 0 and again["indexed"] == 0
     assert library.status()["faces"] == 7
+
+
+def photo_dir_of(library, photo_id):
+    from myvlm_desktop.library.store import open_path
+
+    return open_path(library.db.query("SELECT * FROM photos WHERE id = ?", (photo_id,))[0])
 
 
 def imaging_json(text):
@@ -177,6 +190,33 @@ def test_a_new_face_engine_keeps_every_user_decision(library, photo_dir):
         == "dlib-resnet_v1"
     after = {r[0] for r in db.query("SELECT concept_id, photo_id FROM concept_photos")}
     assert before == after == {ids["alice"], ids["bob"]}  # nothing named was lost
+
+
+@pytest.mark.slow
+def test_vectors_of_the_old_whole_frame_rule_are_embedded_again_keeping_the_pets(library, photo_dir):
+    from myvlm_desktop.people import ops
+
+    for name in ("coffee", "chelsea"):
+        Image.fromarray(getattr(data, name)()).save(photo_dir / f"{name}.png")
+    coffee, cat = (add_photo(library, photo_dir / f"{n}.png") for n in ("coffee", "chelsea"))
+    index_library(library, workers=1)
+    ops.create_concept_from_photos(library, "Chelsea", "pet", [cat])
+    ops.reject_photo(library, coffee, "Chelsea")
+    db = library.db
+    # a library indexed before photos were described by their subject crops: whole-frame vectors
+    whole = get_image_embedder("sscd").embed([imaging.load_array(photo_dir / "chelsea.png", index_module.DECODE_SIDE)])
+    db.write(lambda conn: (conn.execute("UPDATE image_embeddings SET embedder = 'sscd-distilled-320', embedding = ? "
+                                        "WHERE photo_id = ?", (whole[0].tobytes(), cat)),
+                           conn.execute("UPDATE index_state SET engine = 'sscd-distilled-320' WHERE stage = 'embedding'")))
+    decisions = db.query("SELECT * FROM concept_photos"), db.query("SELECT * FROM rejections")
+
+    result = index_library(library, workers=1)
+    assert result["indexed"] == 2 and result["embeddings"] == 2
+    rows = db.query("SELECT photo_id, embedder, embedding FROM image_embeddings ORDER BY photo_id")
+    assert [(r["photo_id"], r["embedder"]) for r in rows] == [(coffee, "sscd-distilled-320-crops5"),
+                                                              (cat, "sscd-distilled-320-crops5")]
+    assert not np.allclose(from_blob(rows[1]["embedding"]), whole[0], atol=1e-2)
+    assert (db.query("SELECT * FROM concept_photos"), db.query("SELECT * FROM rejections")) == decisions
 
 
 def _noise_photos(library, photo_dir, count):

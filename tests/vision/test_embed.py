@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 from skimage import data
+from skimage.transform import resize
 
 from myvlm_desktop.models.errors import ModelUnavailable
-from myvlm_desktop.vision.embed import ImageEmbedder, get_image_embedder
+from myvlm_desktop.people.cluster import params_for
+from myvlm_desktop.vision.embed import ImageEmbedder, get_image_embedder, photo_vector, subject_crops
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def test_one_photo_gives_the_same_vector_alone_or_in_a_batch(sscd):
 
 def test_identity(sscd):
     assert isinstance(sscd, ImageEmbedder)
-    assert sscd.engine_id == "sscd-distilled-320"
+    assert sscd.engine_id == "sscd-distilled-320-crops5"  # weights and how a photo's vector is made
     assert get_image_embedder("sscd") is sscd
 
 
@@ -64,3 +66,40 @@ def test_clip_says_what_is_missing():
 def test_unknown_embedder():
     with pytest.raises(ModelUnavailable, match="unknown embedder"):
         get_image_embedder("resnet")
+
+
+def _sized(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    return (resize(image[..., :3], (height, width), anti_aliasing=True) * 255).astype(np.uint8)
+
+
+def _cat_on(background: np.ndarray) -> np.ndarray:
+    """Chelsea the cat covering 40% of each side, in the middle of another photo."""
+    scene = _sized(np.atleast_3d(background).repeat(3 // np.atleast_3d(background).shape[2], axis=2), 480, 640)
+    scene[144:336, 192:448] = _sized(data.chelsea(), 192, 256)
+    return scene
+
+
+def test_subject_crops_are_the_centre_and_four_corners_at_70_percent():
+    photo = np.arange(100 * 200 * 3, dtype=np.uint8).reshape(100, 200, 3)
+    crops = subject_crops(photo)
+    assert [c.shape for c in crops] == [(70, 140, 3)] * 5
+    assert (crops[0] == photo[15:85, 30:170]).all() and (crops[4] == photo[30:, 60:]).all()
+    assert subject_crops(np.zeros((1, 1, 3), np.uint8))[0].shape == (1, 1, 3)
+
+
+def test_a_photo_is_described_by_the_mean_of_its_frame_and_subject_crops(sscd):
+    photo = data.coffee()
+    expected = photo_vector(sscd.embed([photo, *subject_crops(photo)]))
+    assert np.allclose(sscd.describe(photo), expected, atol=1e-5)
+    assert abs(np.linalg.norm(expected) - 1) < 1e-5 and expected.dtype == np.float32
+    assert not np.allclose(sscd.describe(photo), sscd.embed([photo])[0], atol=1e-2)
+
+
+def test_one_animal_on_different_backgrounds_is_within_the_cluster_distance_only_with_crops(sscd):
+    scenes = [_cat_on(b) for b in (data.astronaut(), data.coffee(), data.rocket(), data.brick(), data.grass())]
+    limit = params_for(sscd.engine_id).max_distance
+    upper = np.triu_indices(len(scenes), 1)
+    whole = sscd.embed(scenes)
+    described = np.stack([sscd.describe(s) for s in scenes])
+    assert (1 - whole @ whole.T)[upper].max() > limit  # the background pulls whole frames apart
+    assert (1 - described @ described.T)[upper].max() < limit
