@@ -262,9 +262,7 @@ def _apply_face(conn, item: Item, concept) -> None:
         item.outcome, item.detail = "conflict", f"you said this face is not {concept['name']}"
         return
     concept_id = concept["id"] if concept is not None else ops._new_concept(conn, item.name, "person")
-    home = ops._cluster_of(conn, concept_id, "face")
-    home_id = home["id"] if home is not None else conn.execute(
-        "INSERT INTO clusters(kind, concept_id, created_at) VALUES ('face', ?, ?)", (concept_id, now())).lastrowid
+    home_id = _home_cluster(conn, concept_id, "face")
     conn.execute("UPDATE faces SET cluster_id = ?, assigned_by = 'user' WHERE id = ?", (home_id, face["id"]))
     if face["cluster_id"]:
         fix_cover(conn, face["cluster_id"])
@@ -274,6 +272,15 @@ def _apply_face(conn, item: Item, concept) -> None:
     item.concept_id, item.outcome = concept_id, "named"
 
 
+def _home_cluster(conn, concept_id: int, kind: str) -> int:
+    """The concept's cluster of this kind ('face' or 'image'), made when it has none yet."""
+    home = ops._cluster_of(conn, concept_id, kind)
+    if home is not None:
+        return home["id"]
+    return conn.execute("INSERT INTO clusters(kind, concept_id, created_at) VALUES (?, ?, ?)",
+                        (kind, concept_id, now())).lastrowid
+
+
 def _apply_pet(conn, photo_id: int, item: Item, concept) -> None:
     if concept is not None and conn.execute(
             "SELECT 1 FROM rejections WHERE concept_id = ? AND photo_id = ? AND face_id IS NULL",
@@ -281,9 +288,7 @@ def _apply_pet(conn, photo_id: int, item: Item, concept) -> None:
         item.outcome, item.detail = "conflict", f"you said {concept['name']} is not in this photo"
         return
     concept_id = concept["id"] if concept is not None else ops._new_concept(conn, item.name, "pet")
-    cluster = ops._cluster_of(conn, concept_id, "image")
-    cluster_id = cluster["id"] if cluster is not None else conn.execute(
-        "INSERT INTO clusters(kind, concept_id, created_at) VALUES ('image', ?, ?)", (concept_id, now())).lastrowid
+    cluster_id = _home_cluster(conn, concept_id, "image")
     if conn.execute("SELECT 1 FROM cluster_photos WHERE cluster_id = ? AND photo_id = ?",
                     (cluster_id, photo_id)).fetchone():
         item.outcome, item.concept_id = "already", concept_id
