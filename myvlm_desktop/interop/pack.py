@@ -34,6 +34,7 @@ from ..concepts.store import FORMAT as HEAD_FORMAT
 from ..concepts.store import TENSORS_FILE as HEAD_TENSORS
 from ..concepts.store import ConceptFileError, Head, load_head, save_head
 from ..concepts.store import _model as head_model
+from ..storage import atomic_write, atomic_write_bytes
 from .xmp import name_key
 
 FORMAT = "myvlm-concept-pack"
@@ -94,15 +95,14 @@ def export_concept(library, concept_ref: str, target: str | os.PathLike) -> dict
         files[f"thumbs/{n}.jpg"] = thumb
         manifest["thumbnails"].append(f"thumbs/{n}.jpg")
     target = Path(target)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+
+    def write_zip(handle) -> None:
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
             for name, data in files.items():
                 zf.writestr(name, data)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(target, write_zip)
     return {**manifest, "bytes": target.stat().st_size, "path": str(target)}
 
 
@@ -379,9 +379,7 @@ def _save_vector(path: Path, vector: np.ndarray, name: str, concept: dict, entry
             "sha256": hashlib.sha256(vector.tobytes()).hexdigest()}
     for target, data in ((path, save_tensors({"vector": np.ascontiguousarray(vector, np.float32)})),
                          (path.with_suffix(".json"), json.dumps(info, indent=2, ensure_ascii=False).encode())):
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        atomic_write_bytes(target, data)
 
 
 def _used(library, sql: str) -> set[str]:
