@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import config
 from ..imaging import ImageError, load_array
+from ..models.download import hub_offline
 from ..models.errors import ModelUnavailable
 from ..sizes import human_size
 from .common import CommandError, StderrProgress, emit, library, positive_int
@@ -152,7 +153,7 @@ def doctor(args) -> None:
         "dlib": _dlib(),
         "models_dir": str(models_dir),
         "hf_cache": _hf_cache(),
-        "hf_offline": os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"),
+        "hf_offline": hub_offline(),
         "models": models,
     }
     text = [f"faces: {engine} ({why})",

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..models import install, registry
-from ..models.download import Cancelled
+from ..models.download import Cancelled, hub_offline
 from ..models.errors import ModelUnavailable
 from .widgets import heading, muted
 from .workers import run_task
@@ -48,10 +48,6 @@ def source_text(model: registry.ModelSpec) -> str:
     if model.source == "url":
         return model.urls[0].split("/releases/")[0].replace("https://", "") + " (release download)"
     return f"the pip package {model.package}"
-
-
-def is_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
 
 
 class _Progress(QObject):
@@ -127,7 +123,7 @@ class MissingModelDialog(QDialog):
         layout.addWidget(self.bar)
         layout.addWidget(self.message)
         layout.addLayout(buttons)
-        if is_offline():
+        if hub_offline():
             self._offline()
 
     # -- download ----------------------------------------------------------------------------------------

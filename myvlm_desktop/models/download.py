@@ -40,7 +40,7 @@ def from_hub(model: ModelSpec, progress: Progress | None = None) -> Path:
     and SHA-256 for large files): a truncated or corrupted file is deleted and fetched again, once."""
     from huggingface_hub import constants
 
-    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+    if constants.HF_HUB_OFFLINE or hub_offline():
         raise ModelUnavailable(model.name, "downloads are switched off (HF_HUB_OFFLINE is set)",
                                f"Unset HF_HUB_OFFLINE and run `myvlm models download {model.name}` again.")
     try:
@@ -75,6 +75,11 @@ def drop_leftovers(snapshot: Path) -> list[Path]:
     for path in left:
         path.unlink(missing_ok=True)
     return left
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it, but read now: it may be set after huggingface_hub was imported."""
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
 
 
 def _endpoint() -> str | None:
