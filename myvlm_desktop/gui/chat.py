@@ -200,11 +200,11 @@ class ChatPanel(QWidget):
         self.input.setText(message["question"])
         self._finish()
         if isinstance(error, ModelUnavailable):  # offer the model; the question is asked again once it is in
-            from ..pipeline.shared_vlm import models_dir_of
+            from .. import config
             from .model_dialog import offer_model
 
             offer_model(self, error, "Answers questions about a photo, naming the people and pets you taught it.",
-                        models_dir_of(self.session.library.root), self.send)
+                        config.models_dir(self.session.library.root), self.send)
 
     def _finish(self) -> None:
         self.busy = False

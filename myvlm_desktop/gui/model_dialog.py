@@ -233,11 +233,11 @@ def require_vlm(parent, session, purpose: str, then: Callable[[], None],
     """Run `then()` when the configured VLM is on disk; else offer it, and run `then()` once it is installed.
 
     `on_missing(error)` is told when nothing can be offered (the caller shows the error where the user looks)."""
+    from .. import config
     from ..pipeline.process import vlm_weights
     from ..pipeline.settings import vlm_options
-    from ..pipeline.shared_vlm import models_dir_of
 
-    models_dir = models_dir_of(session.library.root)
+    models_dir = config.models_dir(session.library.root)
 
     def missing(error: BaseException) -> None:
         if offer_model(parent, error, purpose, models_dir, then, modal):
@@ -314,9 +314,9 @@ ENGINE_MODELS = {("face_engine", "insightface"): ("insightface-buffalo_l", "Find
 
 def after_settings(window, session, changed: dict) -> None:
     """A face engine or embedder just chosen whose model is not on disk: offer it; Process runs once it is in."""
-    from ..pipeline.shared_vlm import models_dir_of
+    from .. import config
 
-    models_dir = models_dir_of(session.library.root)
+    models_dir = config.models_dir(session.library.root)
     for (key, value), (name, purpose) in ENGINE_MODELS.items():
         if changed.get(key) != value:
             continue

@@ -182,13 +182,13 @@ def render(outdir: Path, work: Path) -> list[Path]:
 def model_dialog_shots(app, window, outdir: Path) -> list[Path]:
     """The missing-model dialog as Train shows it: the facts, then Download pressed (the download's first
     moment, and, on a machine that cannot reach the Hub, what it says then)."""
+    from .. import config
     from ..gui.model_dialog import MissingModelDialog
     from ..models import registry
-    from ..pipeline.shared_vlm import models_dir_of
 
     dialog = MissingModelDialog(registry.spec("HuggingFaceTB/SmolVLM-256M-Instruct"),
                                 "Training teaches the vision-language model to name Alice.",
-                                models_dir_of(window.session.library.root), window)
+                                config.models_dir(window.session.library.root), window)
     dialog.show()
     dialog.resize(640, dialog.sizeHint().height() + 40)
     settle(app, window, 0.3)

@@ -294,7 +294,7 @@ def _detected(library: Library, image, path: str) -> set[int]:
 # -- the VLM, loaded once per process (shared_vlm) ------------------------------------------------------------
 def library_vlm_options(library: Library) -> dict:
     """backend, model, device and caption detail from the settings, and the library's own models folder."""
-    return {**vlm_options(load_settings(library.db)), "models_dir": shared_vlm.models_dir_of(library.root)}
+    return {**vlm_options(load_settings(library.db)), "models_dir": config.models_dir(library.root)}
 
 
 def shared_backend(backend: str = "smolvlm", model: str | None = None, device: str = "auto", models_dir=None,

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import config
 from ..library.store import Library
 from ..models.errors import ModelUnavailable
 from .jobs import JobControl
 from .settings import vlm_options
-from .shared_vlm import models_dir_of
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def job_kinds(library: Library, settings: dict[str, Any]) -> dict[str, Callable]
     def caption(control, **params):
         from .captions import caption_job
 
-        vlm_weights(vlm_options(settings), models_dir_of(library.root))  # seconds cheaper than loading transformers to learn the weights are absent
+        vlm_weights(vlm_options(settings), config.models_dir(library.root))  # seconds cheaper than loading transformers to learn the weights are absent
         return caption_job(library)(control, **params)
 
     def train(control, **params):

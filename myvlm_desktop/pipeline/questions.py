@@ -10,10 +10,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from .. import config
 from ..library.store import Library
 from .process import vlm_weights
 from .settings import load_settings, vlm_options
-from .shared_vlm import models_dir_of
 
 
 def ask_photo(library: Library, photo: int | str | os.PathLike, question: str,
@@ -65,7 +65,7 @@ def vlm_backend(library: Library, **overrides: Any):
     settings = load_settings(library.db)
     options = vlm_options(settings)
     options.update({k: v for k, v in overrides.items() if v})
-    options["models_dir"] = models_dir_of(library.root)  # the library's own models folder, not the default one
+    options["models_dir"] = config.models_dir(library.root)  # the library's own models folder, not the default one
     vlm_weights(options)
     return shared_backend(**options)
 

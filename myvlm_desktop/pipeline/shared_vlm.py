@@ -10,19 +10,11 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from pathlib import Path
-
-from .. import config
 
 _lock = threading.Lock()
 _lane = threading.RLock()
 _loaded: dict[tuple, object] = {}
 loads = 0  # how many times a model was loaded in this process (tests check that jobs share one)
-
-
-def models_dir_of(root) -> Path:
-    """The models folder of the library at `root`: every model lookup goes through the library's data folder."""
-    return config.models_dir(Path(root))
 
 
 def backend(name: str = "smolvlm", model: str | None = None, device: str = "auto", models_dir=None,

@@ -137,7 +137,7 @@ def train_concept(library: Library, control, concept, backend: str | None = None
         raise TrainError(f"{row['name']} has no readable photos to train on")
     if loaded is None:  # the process's one VLM, shared with captions and questions
         loaded = shared_vlm.backend(name, model, device or setting(library, "device", "auto"),
-                                    shared_vlm.models_dir_of(library.root))
+                                    config.models_dir(library.root))
     settings = TrainSettings(steps=steps)
     key = {"concept_id": row["id"], "concept_version": row["version"], "backend": loaded.name,
            "model": loaded.model_id, "photos": photo_ids, "settings": asdict(settings)}
