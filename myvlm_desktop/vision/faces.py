@@ -63,6 +63,7 @@ class FaceEngine:
     """Detect, align and embed. Subclasses set name, version, dim and threshold."""
 
     name = ""
+    setting = ""  # its name in get_face_engine (worker processes load the engine again by it)
     model = ""  # the registry entry of its weights
     version = ""
     dim = 0
@@ -98,9 +99,15 @@ class FaceEngine:
 
 # -- dlib --------------------------------------------------------------------------------------------------
 # hog: HOG, weak hits confirmed by the CNN; cnn: MMOD CNN only; hog+cnn: HOG, and the CNN on photos where
-# HOG found nothing (turned and partly hidden faces) - see benchmarks/bench_detectors.py for the figures
-DLIB_DETECTORS = ("hog", "cnn", "hog+cnn")
+# HOG found nothing (turned and partly hidden faces); mtcnn: MTCNN only; hog+mtcnn: HOG, and MTCNN on photos
+# where HOG found nothing - see benchmarks/bench_detectors.py for the figures
+DLIB_DETECTORS = ("hog", "cnn", "hog+cnn", "mtcnn", "hog+mtcnn")
 CASCADE_SIDE = 640  # hog+cnn: the CNN's look at photos where HOG found nothing, at this longest side
+# MTCNN's box is taller than dlib's (it takes in the forehead): moved by these fractions of its width and height
+# (x1, y1, x2, y2) it lands on the box dlib's detectors draw, which dlib's landmark model was trained on and the
+# faces already stored carry. Median over 35 faces both found in faces_jurassic (IoU 0.71 before the move).
+MTCNN_TO_DLIB = (0.0, 0.14, 0.04, -0.02)
+MTCNN_MIN_FACE = 1 / 25  # smallest face MTCNN looks for, as a share of the detection image's longest side
 
 
 class DlibEngine(FaceEngine):
@@ -118,6 +125,7 @@ class DlibEngine(FaceEngine):
     """
 
     name = "dlib"
+    setting = "dlib"
     model = "dlib"  # its registry entry
     version = "resnet_v1"
     dim = 128
@@ -138,6 +146,10 @@ class DlibEngine(FaceEngine):
         self._cnn = dlib.cnn_face_detection_model_v1(str(folder / "mmod_human_face_detector.dat"))
         if detector != "cnn":
             self._hog = dlib.get_frontal_face_detector()
+        if "mtcnn" in detector:
+            from .mtcnn import MTCNN
+
+            self._mtcnn = MTCNN()
         self.detector, self.max_side, self.upsample = detector, max_side, upsample
         self.verify_below = verify_below if detector != "cnn" else None
         if detector == "cnn":
@@ -151,7 +163,9 @@ class DlibEngine(FaceEngine):
 
     def _detect(self, rgb: np.ndarray) -> list[Detection]:
         longest = max(rgb.shape[:2])
-        if self.upsample == "auto":
+        if self.detector == "mtcnn":
+            found = self._find_mtcnn(rgb)
+        elif self.upsample == "auto":
             scale = min(2.0, self.max_side / longest) if self.max_side else 1.0
             found = self._find(rgb, scale, 0)
             if not found and scale < 2.0 and self.max_side and longest <= self.max_side:
@@ -159,8 +173,10 @@ class DlibEngine(FaceEngine):
         else:
             scale = min(1.0, self.max_side / longest) if self.max_side else 1.0
             found = self._find(rgb, scale, int(self.upsample))
-        if self.verify_below is not None:
+        if self.verify_below is not None and self.detector != "mtcnn":
             found = [(r, s) for r, s in found if s >= self.verify_below or self._confirmed(rgb, r)]
+        if not found and self.detector == "hog+mtcnn":
+            found = self._find_mtcnn(rgb)
         if not found and self.detector == "hog+cnn":
             # the CNN finds turned and half-hidden faces HOG misses, not smaller ones: a smaller scale keeps
             # its cost down on the many photos that have no face at all
@@ -197,6 +213,26 @@ class DlibEngine(FaceEngine):
                 full.append((self._dlib.rectangle(left, top, right, bottom), float(score)))
         return full
 
+    def _find_mtcnn(self, rgb: np.ndarray) -> list[tuple]:
+        """[(dlib.rectangle in full-array pixels, MTCNN's probability)], boxes moved onto dlib's geometry."""
+        scale = min(1.0, self.max_side / max(rgb.shape[:2])) if self.max_side else 1.0
+        small = resize(rgb, scale)
+        self._mtcnn.min_face = max(20, round(max(small.shape[:2]) * MTCNN_MIN_FACE))
+        boxes, scores, _ = self._mtcnn.detect(small)
+        h, w = rgb.shape[:2]
+        found = []
+        for (x1, y1, x2, y2), score in zip(boxes / scale, scores):
+            bw, bh = x2 - x1, y2 - y1
+            dx1, dy1, dx2, dy2 = MTCNN_TO_DLIB
+            left, top = max(0, round(x1 + dx1 * bw)), max(0, round(y1 + dy1 * bh))
+            right, bottom = min(w - 1, round(x2 + dx2 * bw)), min(h - 1, round(y2 + dy2 * bh))
+            rect = self._dlib.rectangle(left, top, right, bottom)
+            # MTCNN takes many dogs and cats for people (21 "faces" on 47 pet photos); dlib's CNN, asked about
+            # each of its faces, confirmed none of those and 137 of its 145 faces in faces_jurassic
+            if right > left and bottom > top and self._confirmed(rgb, rect):
+                found.append((rect, float(score)))
+        return found
+
     def _landmarks(self, rgb: np.ndarray, rect, score: float) -> Detection:
         shape = self._pose(rgb, rect)
         points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
@@ -222,6 +258,7 @@ class DlibCnnEngine(DlibEngine):
     """dlib with its MMOD CNN detector instead of HOG: finds more turned and small faces, slow on a CPU."""
 
     name = "dlib-cnn"
+    setting = "dlib-cnn"
     model = "dlib-cnn"
 
     def __init__(self, max_side: int | None = 1024, upsample: int | str = "auto", models_dir=None):
@@ -234,8 +271,21 @@ class DlibCascadeEngine(DlibEngine):
     benchmarks/bench_detectors.py: 95% of faces_jurassic's labelled faces found instead of 81%, no face on
     pets_dreambooth, but the CNN costs ~1.6 CPU-s on every photo without a face (HOG: ~0.14 s)."""
 
+    setting = "dlib+cnn"
+
     def __init__(self, max_side: int | None = 1024, upsample: int | str = "auto", models_dir=None):
         super().__init__(max_side=max_side, upsample=upsample, detector="hog+cnn", models_dir=models_dir)
+
+
+class DlibMtcnnEngine(DlibEngine):
+    """dlib's HOG, then MTCNN on the photos where HOG found nothing; every MTCNN face must be confirmed by dlib's
+    CNN on a crop around it (that keeps cats and dogs out). Same vectors and engine id as `dlib`, so switching
+    keeps every face and decision. Figures: benchmarks/bench_detectors.py."""
+
+    setting = "dlib+mtcnn"
+
+    def __init__(self, max_side: int | None = 1024, upsample: int | str = "auto", models_dir=None):
+        super().__init__(max_side=max_side, upsample=upsample, detector="hog+mtcnn", models_dir=models_dir)
 
 
 # -- insightface -------------------------------------------------------------------------------------------
@@ -243,6 +293,7 @@ class InsightFaceEngine(FaceEngine):
     """buffalo_l: SCRFD-10G detector at `det_size` + ArcFace R50 (512-D) on 112x112 aligned crops."""
 
     name = "insightface"
+    setting = "insightface"
     model = "insightface-buffalo_l"
     version = "buffalo_l"
     dim = 512
@@ -294,12 +345,13 @@ class InsightFaceEngine(FaceEngine):
 
 
 # -- choosing an engine ------------------------------------------------------------------------------------
-ENGINES = {"dlib": DlibEngine, "dlib+cnn": DlibCascadeEngine, "dlib-cnn": DlibCnnEngine,
-           "insightface": InsightFaceEngine}
+ENGINES = {"dlib": DlibEngine, "dlib+mtcnn": DlibMtcnnEngine, "dlib+cnn": DlibCascadeEngine,
+           "dlib-cnn": DlibCnnEngine, "insightface": InsightFaceEngine}
 
 
 def get_face_engine(name: str = "auto", **options) -> FaceEngine:
-    """A loaded engine ("auto" | "dlib" | "dlib+cnn" | "dlib-cnn" | "insightface"), shared by callers asking the same.
+    """A loaded engine ("auto" | "dlib" | "dlib+mtcnn" | "dlib+cnn" | "dlib-cnn" | "insightface"), shared by callers
+    asking the same.
 
     "auto" takes insightface when its weights are on disk and calibrated, else dlib. Raises ModelUnavailable.
     """

@@ -180,8 +180,8 @@ def test_the_cascade_asks_the_cnn_only_where_hog_found_nothing():
 
     from myvlm_desktop.vision.faces import DlibEngine
 
-    with pytest.raises(ValueError, match="hog, cnn, hog\\+cnn"):
-        DlibEngine(detector="mtcnn")
+    with pytest.raises(ValueError, match="hog, cnn, hog\\+cnn, mtcnn, hog\\+mtcnn"):
+        DlibEngine(detector="opencv")
     hog, cascade = DlibEngine(detector="hog"), get_face_engine("dlib+cnn")
     assert cascade.detector == "hog+cnn" and cascade.engine_id == hog.engine_id  # same vectors: nothing to redo
     upright = data.astronaut()
