@@ -6,7 +6,8 @@ Pure compute (arrays in, arrays out). Two engines behind one interface:
   `dlib-cnn` swaps the HOG detector for dlib's MMOD CNN detector (more accurate, much slower on a CPU).
 - `insightface`: buffalo_l, SCRFD-10G at 640 + ArcFace R50 512-D, through onnxruntime (CUDA when present).
 `get_face_engine("auto")` takes insightface when its weights are on disk and its threshold has been
-calibrated on real photos (vision/calibration.py), else dlib.
+calibrated on real photos (vision/calibration.py), else dlib, with MTCNN after HOG (`dlib+mtcnn`) when
+facenet-pytorch's MTCNN weights are installed.
 """
 
 from __future__ import annotations
@@ -107,7 +108,9 @@ CASCADE_SIDE = 640  # hog+cnn: the CNN's look at photos where HOG found nothing,
 # (x1, y1, x2, y2) it lands on the box dlib's detectors draw, which dlib's landmark model was trained on and the
 # faces already stored carry. Median over 35 faces both found in faces_jurassic (IoU 0.71 before the move).
 MTCNN_TO_DLIB = (0.0, 0.14, 0.04, -0.02)
-MTCNN_MIN_FACE = 1 / 25  # smallest face MTCNN looks for, as a share of the detection image's longest side
+# smallest face MTCNN looks for, as a share of the detection image's longest side (at least 20 px): 64 px at
+# 1024, a little under HOG's 80. Its image pyramid starts at 12 / min face, so this sets its cost.
+MTCNN_MIN_FACE = 1 / 16
 
 
 class DlibEngine(FaceEngine):
@@ -363,7 +366,7 @@ def get_face_engine(name: str = "auto", **options) -> FaceEngine:
         except ModelUnavailable:
             if choice == "dlib":
                 raise
-            return get_face_engine("dlib", **options)  # insightface weights there but unusable
+            return get_face_engine("dlib", **options)  # insightface or MTCNN weights there but unusable
     if name not in ENGINES:
         raise ModelUnavailable(f"face engine {name}", "unknown engine",
                                f"Choose one of: auto, {', '.join(ENGINES)}.")
@@ -372,19 +375,32 @@ def get_face_engine(name: str = "auto", **options) -> FaceEngine:
 
 def auto_choice(models_dir=None) -> tuple[str, str]:
     """(engine name, why) for "auto": insightface when its weights and package are there and its threshold
-    was calibrated on real photos, else dlib."""
+    was calibrated on real photos, else dlib (`dlib_choice`)."""
     try:
         find_model("insightface-buffalo_l", models_dir)
     except ModelUnavailable as exc:
-        return "dlib", f"insightface unavailable: {exc}"
+        return dlib_choice(), f"insightface unavailable: {exc}"
     try:
         import importlib.util
 
         if importlib.util.find_spec("insightface") is None:
-            return "dlib", "insightface weights found but the insightface package is not installed"
+            return dlib_choice(), "insightface weights found but the insightface package is not installed"
     except (ImportError, ValueError):
-        return "dlib", "the insightface package cannot be found"
+        return dlib_choice(), "the insightface package cannot be found"
     if calibrated_threshold(f"{InsightFaceEngine.name}-{InsightFaceEngine.version}", models_dir) is None:
-        return "dlib", ("insightface weights found but uncalibrated: its same-person threshold was never measured "
-                        "on real photos; run `python benchmarks/calibrate_faces.py --engine insightface --store`")
+        return dlib_choice(), ("insightface weights found but uncalibrated: its same-person threshold was never "
+                               "measured on real photos; run `python benchmarks/calibrate_faces.py --engine "
+                               "insightface --store`")
     return "insightface", "insightface buffalo_l weights found, threshold calibrated"
+
+
+def dlib_choice() -> str:
+    """`dlib+mtcnn` where facenet-pytorch's MTCNN weights are installed (recall 0.976 of faces_jurassic's
+    labelled faces instead of HOG's 0.81, within 2x the index time: benchmarks/bench_detectors.py), else `dlib`."""
+    from .mtcnn import weights_folder
+
+    try:
+        weights_folder()
+    except ModelUnavailable:
+        return "dlib"
+    return "dlib+mtcnn"

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.errors import ModelUnavailable
+from .arrays import resize_to
 
 
 class PNet(nn.Module):
@@ -143,12 +144,12 @@ class MTCNN:
         torch.set_num_threads(1)
         try:
             with torch.inference_mode():
-                image = torch.tensor(np.asarray(rgb), dtype=torch.float32).permute(2, 0, 1)[None]
-                boxes = self._propose(image)
+                rgb = np.ascontiguousarray(rgb)
+                boxes = self._propose(torch.tensor(rgb, dtype=torch.float32).permute(2, 0, 1)[None])
                 if len(boxes):
-                    boxes = self._refine(image, boxes)
+                    boxes = self._refine(rgb, boxes)
                 if len(boxes):
-                    return self._output(image, boxes)
+                    return self._output(rgb, boxes)
                 return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
         finally:
             torch.set_num_threads(before)
@@ -176,16 +177,16 @@ class MTCNN:
         boxes[:, :4] += boxes[:, 5:9] * size
         return squared(boxes[:, :5])
 
-    def _refine(self, image: torch.Tensor, boxes: np.ndarray) -> np.ndarray:
-        offsets, prob = self.rnet(crops(image, boxes, 24))
+    def _refine(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        offsets, prob = self.rnet(crops(rgb, boxes, 24))
         keep = prob.numpy() > self.thresholds[1]
         boxes, offsets = boxes[keep], offsets.numpy()[keep]
         boxes[:, 4] = prob.numpy()[keep]
         pick = nms(boxes[:, :4], boxes[:, 4], 0.7)
         return squared(regressed(boxes[pick], offsets[pick]))
 
-    def _output(self, image: torch.Tensor, boxes: np.ndarray):
-        offsets, points, prob = (t.numpy() for t in self.onet(crops(image, boxes, 48)))
+    def _output(self, rgb: np.ndarray, boxes: np.ndarray):
+        offsets, points, prob = (t.numpy() for t in self.onet(crops(rgb, boxes, 48)))
         keep = prob > self.thresholds[2]
         boxes, offsets, points, prob = boxes[keep], offsets[keep], points[keep], prob[keep]
         w, h = boxes[:, 2:3] - boxes[:, 0:1] + 1, boxes[:, 3:4] - boxes[:, 1:2] + 1
@@ -199,16 +200,16 @@ def normalised(pixels: torch.Tensor) -> torch.Tensor:
     return (pixels - 127.5) * 0.0078125
 
 
-def crops(image: torch.Tensor, boxes: np.ndarray, side: int) -> torch.Tensor:
+def crops(rgb: np.ndarray, boxes: np.ndarray, side: int) -> torch.Tensor:
     """The boxes cut from the image (zeros outside it), each resized to side x side, normalised."""
-    h, w = image.shape[2:]
-    out = torch.zeros((len(boxes), 3, side, side))
+    h, w = rgb.shape[:2]
     corners = np.round(boxes[:, :4]).astype(int)
     corners[:, 2:] = np.maximum(corners[:, 2:], corners[:, :2] + 1)
+    out = np.zeros((len(boxes), side, side, 3), np.uint8)
     for k, (x1, y1, x2, y2) in enumerate(corners):
-        patch = torch.zeros((1, 3, y2 - y1, x2 - x1))
+        patch = np.zeros((y2 - y1, x2 - x1, 3), np.uint8)
         sx1, sy1, sx2, sy2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
         if sx2 > sx1 and sy2 > sy1:
-            patch[:, :, sy1 - y1:sy2 - y1, sx1 - x1:sx2 - x1] = image[:, :, sy1:sy2, sx1:sx2]
-        out[k] = F.interpolate(patch, size=(side, side), mode="area")[0]
-    return normalised(out)
+            patch[sy1 - y1:sy2 - y1, sx1 - x1:sx2 - x1] = rgb[sy1:sy2, sx1:sx2]
+        out[k] = resize_to(patch, side, side)
+    return normalised(torch.from_numpy(out).permute(0, 3, 1, 2).float())

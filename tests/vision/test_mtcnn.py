@@ -134,3 +134,13 @@ def test_worker_processes_load_the_same_engine_by_its_setting():
     """The indexer's worker processes load the engine again by `setting`: a cascade must not become plain HOG."""
     assert {name: engine.setting for name, engine in ENGINES.items()} == {name: name for name in ENGINES}
     assert get_face_engine(get_face_engine("dlib+mtcnn").setting).detector == "hog+mtcnn"
+
+
+def test_auto_takes_mtcnn_after_hog_and_plain_dlib_without_its_weights(tmp_path, monkeypatch):
+    from myvlm_desktop.vision import faces
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert faces.auto_choice(tmp_path / "models")[0] == "dlib+mtcnn"
+    assert get_face_engine("auto", models_dir=tmp_path / "models").detector == "hog+mtcnn"
+    monkeypatch.setattr(mtcnn.importlib.util, "find_spec", lambda name: None)
+    assert faces.auto_choice(tmp_path / "models")[0] == "dlib"
