@@ -153,7 +153,7 @@ class DlibEngine(FaceEngine):
         if "mtcnn" in detector:
             from .mtcnn import MTCNN
 
-            self._mtcnn = MTCNN()
+            self._mtcnn = MTCNN(models_dir=models_dir)
         self.detector, self.max_side, self.upsample = detector, max_side, upsample
         self.verify_below = verify_below if detector != "cnn" else None
         if detector == "cnn":
@@ -400,10 +400,8 @@ def auto_choice(models_dir=None) -> tuple[str, str]:
 def dlib_choice() -> str:
     """`dlib+mtcnn` where facenet-pytorch's MTCNN weights are installed (recall 0.984 of faces_jurassic's
     labelled faces instead of HOG's 0.81, within 2x the index time: benchmarks/bench_detectors.py), else `dlib`."""
-    from .mtcnn import weights_folder
-
     try:
-        weights_folder()
+        find_model("mtcnn")
     except ModelUnavailable:
         return "dlib"
     return "dlib+mtcnn"

@@ -8,7 +8,6 @@ numpy non-maximum suppression. Same networks, thresholds and pyramid as facenet-
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.errors import ModelUnavailable
+from ..models.registry import find_model
 from .arrays import resize_to
 
 
@@ -70,14 +70,14 @@ class ONet(nn.Module):
         return self.dense6_2(x), self.dense6_3(x), F.softmax(self.dense6_1(x), dim=1)[:, 1]
 
 
-def weights_folder() -> Path:
-    """facenet-pytorch's data folder, found without importing the package (its import needs torchvision)."""
-    spec = importlib.util.find_spec("facenet_pytorch")
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    if not folders or not (Path(folders[0]) / "data" / "onet.pt").is_file():
-        raise ModelUnavailable("mtcnn", "the facenet-pytorch package (which ships MTCNN's weights) is not installed",
-                               "Install it with `pip install --no-deps facenet-pytorch==2.6.0`.")
-    return Path(folders[0]) / "data"
+def weights_folder(models_dir=None) -> Path:
+    """facenet-pytorch's data folder (registry entry `mtcnn`), found without importing the package: its
+    import needs torchvision."""
+    try:
+        return find_model("mtcnn", models_dir)
+    except ModelUnavailable as exc:  # plain `pip install facenet-pytorch` would pull another torch
+        raise ModelUnavailable("mtcnn", exc.missing, "Install it with `pip install --no-deps facenet-pytorch==2.6.0`.",
+                               exc.looked_in) from None
 
 
 def load_net(net: nn.Module, path: Path) -> nn.Module:
@@ -130,8 +130,8 @@ def regressed(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 class MTCNN:
     """`detect(rgb)` -> (boxes (n, 4) x1 y1 x2 y2, scores (n,), landmarks (n, 5, 2): eyes, nose, mouth corners)."""
 
-    def __init__(self, min_face: int = 20, thresholds=(0.6, 0.7, 0.7), factor: float = 0.709):
-        folder = weights_folder()
+    def __init__(self, min_face: int = 20, thresholds=(0.6, 0.7, 0.7), factor: float = 0.709, models_dir=None):
+        folder = weights_folder(models_dir)
         self.pnet = load_net(PNet(), folder / "pnet.pt")
         self.rnet = load_net(RNet(), folder / "rnet.pt")
         self.onet = load_net(ONet(), folder / "onet.pt")

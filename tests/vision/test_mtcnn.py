@@ -1,6 +1,7 @@
 """MTCNN (weights from the facenet-pytorch wheel) on photos pip packages ship: alone, and after HOG."""
 
 import builtins
+import importlib.util
 
 import numpy as np
 import pytest
@@ -107,7 +108,7 @@ def test_weights_load_as_plain_tensors_only(tmp_path):
 
 
 def test_without_facenet_pytorch_the_message_says_how_to_install_it(monkeypatch):
-    monkeypatch.setattr(mtcnn.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelUnavailable, match="pip install --no-deps facenet-pytorch"):
         mtcnn.MTCNN()
 
@@ -142,5 +143,5 @@ def test_auto_takes_mtcnn_after_hog_and_plain_dlib_without_its_weights(tmp_path,
     monkeypatch.setenv("HOME", str(tmp_path))
     assert faces.auto_choice(tmp_path / "models")[0] == "dlib+mtcnn"
     assert get_face_engine("auto", models_dir=tmp_path / "models").detector == "hog+mtcnn"
-    monkeypatch.setattr(mtcnn.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert faces.auto_choice(tmp_path / "models")[0] == "dlib"
