@@ -1,7 +1,7 @@
 """A test-only stand-in for the Hugging Face Hub, on 127.0.0.1, that stops by itself.
 
 It answers what `huggingface_hub.snapshot_download` / `hf_hub_download` ask (read from huggingface_hub 2.x):
-  GET  /api/models/{repo}/revision/{rev}        repo_info: {"id", "sha", "siblings"}
+  GET  /api/models/{repo}/revision/{rev}        repo_info: {"id", "sha", "siblings" (size, blobId, lfs)}
   GET  /api/models/{repo}/tree/{rev}?recursive  list_repo_tree: files with size, git blob id, LFS sha256
   HEAD /{repo}/resolve/{rev}/{file}             metadata: X-Repo-Commit, ETag (LFS: the sha256, as the Hub
                                                 sends in X-Linked-Etag), Content-Length, X-Linked-Size
@@ -79,6 +79,14 @@ def tree_entry(name: str, data: bytes) -> dict:
     return entry
 
 
+def sibling(name: str, data: bytes) -> dict:
+    """A file of repo_info's `siblings`, with the sizes and LFS SHA-256 the Hub adds for `files_metadata=True`."""
+    entry = {"rfilename": name, "size": len(data), "blobId": git_blob_id(data)}
+    if is_lfs(name):
+        entry["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+    return entry
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     state: HubState
     protocol_version = "HTTP/1.1"
@@ -127,7 +135,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if marker == "/tree/":
             return self._json([tree_entry(n, d) for n, d in sorted(repo.files.items())])
         return self._json({"id": repo_id, "modelId": repo_id, "sha": repo.sha, "private": False,
-                           "siblings": [{"rfilename": n} for n in sorted(repo.files)]})
+                           "siblings": [sibling(n, d) for n, d in sorted(repo.files.items())]})
 
     def _json(self, body, status: int = 200, headers: dict | None = None) -> None:
         data = json.dumps(body).encode()
@@ -240,14 +248,26 @@ BUFFALO_PATH = "/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip"
 
 
 def build_tiny_repos(root: Path) -> dict[str, dict[str, bytes]]:
-    """Tiny random checkpoints of the real classes, saved with save_pretrained, as hub repos (2-5 MB each)."""
-    from myvlm_desktop.vlm.testing import save_tiny_model
+    """Tiny checkpoints of the real classes, saved with save_pretrained, as hub repos (2-5 MB each).
 
-    repos = {}
-    for repo_id, (backend, variant) in TINY_REPOS.items():
-        folder = save_tiny_model(backend, root / repo_id.replace("/", "--"), variant=variant)
-        repos[repo_id] = folder_files(folder)
-    return repos
+    SmolVLM is the taught tiny model of tests/models/taught.py (it captions "A photo of a person." and can write
+    the tests' names), so that the end-to-end tests can find a trained identifier in stored captions; the others
+    are random. Built once per process: the GUI and the CLI tests share it."""
+    if not _BUILT:
+        from myvlm_desktop.vlm.testing import save_tiny_model
+        from tests.models.taught import taught_smolvlm
+
+        for repo_id, (backend, variant) in TINY_REPOS.items():
+            folder = root / repo_id.replace("/", "--")
+            if backend == "smolvlm":
+                taught_smolvlm(folder)
+            else:
+                save_tiny_model(backend, folder, variant=variant)
+            _BUILT[repo_id] = folder_files(folder)
+    return {repo_id: dict(files) for repo_id, files in _BUILT.items()}
+
+
+_BUILT: dict[str, dict[str, bytes]] = {}
 
 
 def hub_environment(hub: HubServer, cache: Path) -> dict[str, str]:
