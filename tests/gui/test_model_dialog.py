@@ -10,7 +10,7 @@ from PIL import Image
 from PySide6.QtCore import Qt
 
 from myvlm_desktop.gui.model_dialog import MissingModelDialog
-from myvlm_desktop.models import lookup, registry
+from myvlm_desktop.models import download, lookup, registry
 from myvlm_desktop.pipeline.settings import save_settings
 from tests.gui.conftest import make_photos, wait_jobs
 from tests.models.conftest import hub, hub_repos  # noqa: F401 - the local Hub fixtures
@@ -66,9 +66,16 @@ def test_a_cancelled_download_can_be_resumed(app, qtbot, hub, tmp_path):  # noqa
     assert dialog.cancel_button.isVisible()
     qtbot.waitUntil(lambda: dialog.download_button.text() == "Resume download", timeout=30000)
     dialog.progress.progressed.disconnect()
+    weights = hub.state.repos[SMOLVLM].files["model.safetensors"]
+    (part,) = (tmp_path / "models" / download.PARTIAL_DIR).glob("*.part")  # the weights, cut by the cancel
+    kept = part.stat().st_size
+    assert 0 < kept < len(weights)
     with qtbot.waitSignal(dialog.ready, timeout=60000):
         qtbot.mouseClick(dialog.download_button, Qt.MouseButton.LeftButton)
-    assert lookup.locate(registry.spec(SMOLVLM)).is_dir()
+    folder = lookup.locate(registry.spec(SMOLVLM))
+    assert (folder / "model.safetensors").read_bytes() == weights
+    last = [h for h in hub.state.log if h.method == "GET" and h.path.endswith("model.safetensors")][-1]
+    assert (last.range, last.status) == (f"bytes={kept}-", 206)  # resumed where the cancel left it
 
 
 @pytest.mark.slow

@@ -187,6 +187,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                       sent))
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that cancels closes its connection mid-reply: expected here, not worth a traceback."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class HubServer:
     """Start with `with HubServer(repos) as hub:`; `hub.endpoint` goes into HF_ENDPOINT. Loopback only; it shuts
     itself down after `lifetime` seconds even if a test forgets to."""
@@ -194,7 +203,7 @@ class HubServer:
     def __init__(self, repos: dict[str, dict[str, bytes]] | None = None, lifetime: float = 600.0):
         self.state = HubState({rid: Repo(files) for rid, files in (repos or {}).items()})
         handler = type("BoundHandler", (Handler,), {"state": self.state})
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = _Server(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
