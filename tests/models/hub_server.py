@@ -9,7 +9,8 @@ It answers what `huggingface_hub.snapshot_download` / `hf_hub_download` ask (rea
 and any other path registered with `add_url` (the insightface release zip). Pointed at with HF_ENDPOINT.
 
 Faults for the tests: `drop_after[file] = n` sends n bytes of the next GET of `file`, then closes the
-connection (the client resumes with a Range request); `corrupt[file] = data` serves other bytes once.
+connection (the client resumes with a Range request); `corrupt[file] = data` serves other bytes once;
+`pace[file] = seconds` sends `file` in 64 KB pieces with that pause after each (a slow link, to cancel on).
 Every request is logged with the bytes sent, so a test can measure what a resume re-fetched.
 """
 
@@ -26,6 +27,7 @@ from typing import Self
 from urllib.parse import unquote, urlsplit
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".onnx", ".zip", ".gguf")
+PIECE = 64 * 1024  # what a paced reply sends between pauses
 
 
 @dataclass
@@ -54,6 +56,7 @@ class HubState:
     repos: dict[str, Repo] = field(default_factory=dict)
     urls: dict[str, bytes] = field(default_factory=dict)
     drop_after: dict[str, int] = field(default_factory=dict)
+    pace: dict[str, float] = field(default_factory=dict)
     corrupt: dict[str, bytes] = field(default_factory=dict)
     log: list[Hit] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -178,8 +181,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             self._record("GET", status, min(cut, len(body)))
             return
-        self.wfile.write(body)
-        self._record("GET", status, len(body))
+        delay = state.pace.get(name)
+        if delay is None:
+            self.wfile.write(body)
+            return self._record("GET", status, len(body))
+        sent = 0
+        try:  # a slow link: PIECE bytes, then a pause, until the client has it all or hangs up
+            for start in range(0, len(body), PIECE):
+                self.wfile.write(body[start:start + PIECE])
+                sent += len(body[start:start + PIECE])
+                time.sleep(delay)
+        except ConnectionError:
+            self.close_connection = True
+        self._record("GET", status, sent)
 
     def _record(self, method: str, status: int, sent: int) -> None:
         with self.state.lock:
