@@ -133,7 +133,8 @@ def _fetch_large_files(model: ModelSpec, progress: Progress | None, partials: Pa
         meta = get_hf_file_metadata(url, timeout=TIMEOUT[0])
         blob = blobs / meta.etag  # the name huggingface_hub looks for; for LFS files the SHA-256
         if not (blob.is_file() and blob.stat().st_size == f.lfs.size):  # contents: damaged_files checks them
-            part = fetch_verified(meta.location or url, partials / f"{f.lfs.sha256}.part", f.lfs.size,
+            # the resolve URL, not the CDN one it redirects to: requests drops the token when the host changes
+            part = fetch_verified(url, partials / f"{f.lfs.sha256}.part", f.lfs.size,
                                   f.lfs.sha256, _shifted(progress, before, total), build_hf_headers())
             if part is None:
                 raise _damaged_twice(model, [f.rfilename])
