@@ -227,4 +227,9 @@ MIGRATIONS: list[str] = [
         done_at REAL NOT NULL
     );
     """,
+    # 4: which face detectors looked at a photo, so a cascade's second look can reach photos its first
+    # detector alone indexed (same engine id, so they are not re-indexed); NULL: indexed before it was recorded
+    """
+    ALTER TABLE index_state ADD COLUMN detector TEXT;  -- e.g. 'hog' or 'hog+mtcnn'; NULL for embeddings
+    """,
 ]

@@ -12,6 +12,11 @@ attached to an old face (a named or user-chosen cluster, hidden, "not X" rejecti
 covers) moves to the new face that overlaps it with IoU > 0.5. An old face carrying a decision that no new
 face overlaps is kept, so nothing the user named is lost. A photo keeps one image embedding: the current
 embedder's replaces another's.
+
+A cascade (`dlib+mtcnn`: HOG, then MTCNN where HOG found nothing) has the same engine id as its first detector
+alone (`dlib`), so switching to it re-indexes nothing. `index_state.detector` records what looked at each
+photo; photos the first detector alone found no face in get the second detector's look once, which only adds
+faces.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class Task:
     width: int | None
     faces: bool
     embedding: bool
+    look_again: bool = False  # only the cascade's second detector: its first alone found no face here
 
 
 @dataclass
@@ -74,7 +80,11 @@ class PhotoWorker:
         except ImageError as exc:
             return Outcome(task, error=exc.reason)
         try:
-            faces = self.face_engine.analyze(rgb) if task.faces and self.face_engine else None
+            faces = None
+            if self.face_engine and task.faces:
+                faces = self.face_engine.analyze(rgb)
+            elif self.face_engine and task.look_again:
+                faces = self.face_engine.look_again(rgb)
             vector = self.embedder.describe(rgb) if task.embedding and self.embedder else None
         except Exception as exc:  # noqa: BLE001 - one odd photo must not stop the library's index
             return Outcome(task, error=f"{type(exc).__name__}: {exc}")
@@ -107,8 +117,9 @@ def index_library(library: Library, control=None, face_engine: str = "auto", emb
                                f"{engine_note} {embedder_note}")
     engine_id = engine.engine_id if engine else None
     embedder_id = image_embedder.engine_id if image_embedder else None
-    run = _Run(library, engine_id, embedder_id, pending(library, engine_id, embedder_id),
-               control.progress if control is not None else None)
+    detector = engine.detector if engine else None
+    tasks = pending(library, engine_id, embedder_id, engine.first_look if engine else None)
+    run = _Run(library, (engine_id, detector), embedder_id, tasks, control.progress if control is not None else None)
     pool = _executor(engine, image_embedder, models_dir, workers, len(run.tasks))
     try:
         work = _run_in_process if isinstance(pool, ProcessPoolExecutor) else PhotoWorker(engine, image_embedder)
@@ -130,8 +141,8 @@ def index_library(library: Library, control=None, face_engine: str = "auto", emb
 class _Run:
     """One pass of the stage: feeds the pool, writes results in batches, reports progress."""
 
-    def __init__(self, library: Library, engine_id, embedder_id, tasks: list[Task], report):
-        self.library, self.engine_id, self.embedder_id = library, engine_id, embedder_id
+    def __init__(self, library: Library, engine: tuple, embedder_id, tasks: list[Task], report):
+        self.library, self.engine, self.embedder_id = library, engine, embedder_id
         self.tasks, self.report = tasks, report
         self.counts: Counter = Counter({"photos": len(tasks)})
         self.done: set[int] = set()
@@ -154,7 +165,7 @@ class _Run:
 
     def flush(self) -> None:
         if self.batch:
-            self.counts.update(self.library.db.write(store_outcomes, self.batch, self.engine_id, self.embedder_id))
+            self.counts.update(self.library.db.write(store_outcomes, self.batch, *self.engine, self.embedder_id))
             self.batch = []
 
 
@@ -172,18 +183,26 @@ def _load_embedder(name: str, models_dir) -> tuple[object | None, str | None]:
         return None, str(exc)
 
 
-def pending(library: Library, engine_id: str | None, embedder_id: str | None) -> list[Task]:
-    """Photos whose faces or embedding the current engines have not produced (or tried: errors count)."""
+def pending(library: Library, engine_id: str | None, embedder_id: str | None,
+            first_look: str | None = None) -> list[Task]:
+    """Photos whose faces or embedding the current engines have not produced (or tried: errors count), and,
+    for a cascade, the photos without a face that its first detector (`first_look`) alone looked at.
+
+    NULL detectors count as the first alone: they were indexed before detectors were recorded.
+    """
     rows = library.db.query(
         """SELECT p.id, p.path, p.path_raw, p.width,
                   ? IS NOT NULL AND NOT EXISTS (SELECT 1 FROM index_state s WHERE s.photo_id = p.id
                       AND s.stage = 'faces' AND s.engine = ?) AS need_faces,
                   ? IS NOT NULL AND NOT EXISTS (SELECT 1 FROM index_state s WHERE s.photo_id = p.id
-                      AND s.stage = 'embedding' AND s.engine = ?) AS need_embedding
-           FROM photos p WHERE p.status = 'ok' AND (need_faces OR need_embedding) ORDER BY p.id""",
-        (engine_id, engine_id, embedder_id, embedder_id))
-    return [Task(r["id"], open_path(r), r["path"], r["width"], bool(r["need_faces"]), bool(r["need_embedding"]))
-            for r in rows]
+                      AND s.stage = 'embedding' AND s.engine = ?) AS need_embedding,
+                  ? IS NOT NULL AND EXISTS (SELECT 1 FROM index_state s WHERE s.photo_id = p.id AND s.stage = 'faces'
+                      AND s.engine = ? AND s.error IS NULL AND COALESCE(s.detector, ?) = ?)
+                      AND NOT EXISTS (SELECT 1 FROM faces f WHERE f.photo_id = p.id) AS look_again
+           FROM photos p WHERE p.status = 'ok' AND (need_faces OR need_embedding OR look_again) ORDER BY p.id""",
+        (engine_id, engine_id, embedder_id, embedder_id, first_look, engine_id, first_look, first_look))
+    return [Task(r["id"], open_path(r), r["path"], r["width"], bool(r["need_faces"]), bool(r["need_embedding"]),
+                 bool(r["look_again"])) for r in rows]
 
 
 # -- running the work ---------------------------------------------------------------------------------------
@@ -227,23 +246,31 @@ def _run_in_process(task: Task) -> Outcome:
 
 
 # -- storing (on the writer thread) -------------------------------------------------------------------------
-def store_outcomes(conn, outcomes: list[Outcome], engine_id: str | None, embedder_id: str | None) -> Counter:
+def store_outcomes(conn, outcomes: list[Outcome], engine_id: str | None, detector: str | None,
+                   embedder_id: str | None) -> Counter:
     counts: Counter = Counter()
     stamp = now()
     for o in outcomes:
         task = o.task
         if conn.execute("SELECT 1 FROM photos WHERE id = ?", (task.photo_id,)).fetchone() is None:
             continue  # deleted while it was being indexed
+        looked_again = task.look_again and _still_faceless(conn, task.photo_id, engine_id)
         if o.error is not None:
-            for stage, engine, wanted in (("faces", engine_id, task.faces), ("embedding", embedder_id, task.embedding)):
-                if wanted:
-                    _mark(conn, task.photo_id, stage, engine, o.error, stamp)
+            if task.faces or looked_again:
+                _mark(conn, task.photo_id, "faces", engine_id, o.error, stamp, detector)
+            if task.embedding:
+                _mark(conn, task.photo_id, "embedding", embedder_id, o.error, stamp)
             counts["errors"] += 1
             continue
         if task.faces and o.faces is not None:
             moved, kept = replace_faces(conn, task.photo_id, o.faces, engine_id, stamp)
-            _mark(conn, task.photo_id, "faces", engine_id, None, stamp)
+            _mark(conn, task.photo_id, "faces", engine_id, None, stamp, detector)
             counts.update(faces=len(o.faces), decisions_moved=moved, old_faces_kept=kept)
+        elif looked_again and o.faces is not None:  # only adds: the photo has no face to keep decisions of
+            for face in o.faces:
+                _insert_face(conn, task.photo_id, face, engine_id, stamp)
+            _mark(conn, task.photo_id, "faces", engine_id, None, stamp, detector)
+            counts.update(faces=len(o.faces))
         if task.embedding and o.embedding is not None:
             conn.execute("DELETE FROM image_embeddings WHERE photo_id = ? AND embedder != ?", (task.photo_id, embedder_id))
             conn.execute("INSERT OR REPLACE INTO image_embeddings(photo_id, embedder, embedding, created_at) "
@@ -254,10 +281,20 @@ def store_outcomes(conn, outcomes: list[Outcome], engine_id: str | None, embedde
     return counts
 
 
-def _mark(conn, photo_id: int, stage: str, engine: str, error: str | None, stamp: float) -> None:
-    conn.execute("INSERT INTO index_state(photo_id, stage, engine, error, done_at) VALUES (?, ?, ?, ?, ?) "
+def _mark(conn, photo_id: int, stage: str, engine: str, error: str | None, stamp: float,
+          detector: str | None = None) -> None:
+    conn.execute("INSERT INTO index_state(photo_id, stage, engine, error, done_at, detector) VALUES (?, ?, ?, ?, ?, ?) "
                  "ON CONFLICT(photo_id, stage) DO UPDATE SET engine = excluded.engine, error = excluded.error, "
-                 "done_at = excluded.done_at", (photo_id, stage, engine, error, stamp))
+                 "done_at = excluded.done_at, detector = excluded.detector",
+                 (photo_id, stage, engine, error, stamp, detector))
+
+
+def _still_faceless(conn, photo_id: int, engine_id: str) -> bool:
+    """Is the photo as its second look found it (indexed by this engine, no face)? A rescan of changed content
+    or faces added meanwhile leave it to the next run."""
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM index_state WHERE photo_id = ? AND stage = 'faces' "
+                        "AND engine = ?) AND NOT EXISTS (SELECT 1 FROM faces WHERE photo_id = ?)",
+                        (photo_id, engine_id, photo_id)).fetchone()[0]
 
 
 def replace_faces(conn, photo_id: int, faces: list[Face], engine_id: str, stamp: float) -> tuple[int, int]:

@@ -71,6 +71,13 @@ class FaceEngine:
     dim = 0
     threshold = 0.0  # cosine distance under which two faces are the same person
     releases_gil = True  # False: callers wanting parallel work must use processes, not threads
+    detector: str | None = None  # what looks for faces, e.g. "hog+mtcnn" (the index records it per photo)
+
+    @property
+    def first_look(self) -> str | None:
+        """A cascade's first detector alone ("hog" for "hog+mtcnn"); None for an engine that looks once."""
+        first, plus, _ = (self.detector or "").partition("+")
+        return first if plus else None
 
     @property
     def engine_id(self) -> str:
@@ -85,7 +92,13 @@ class FaceEngine:
 
     def analyze(self, rgb: np.ndarray) -> list[Face]:
         rgb = as_rgb(rgb)
-        detections = self.detect(rgb)
+        return self._faces(rgb, self.detect(rgb))
+
+    def look_again(self, rgb: np.ndarray) -> list[Face]:
+        """A cascade's second detector only, for a photo its first detector alone already found no face in."""
+        raise NotImplementedError(f"{self.setting} looks once")
+
+    def _faces(self, rgb: np.ndarray, detections: list[Detection]) -> list[Face]:
         if not detections:
             return []
         vectors = self.embed(rgb, detections)
@@ -179,13 +192,26 @@ class DlibEngine(FaceEngine):
             found = self._find(rgb, scale, int(self.upsample))
         if self.verify_below is not None and self.detector != "mtcnn":
             found = [(r, s) for r, s in found if s >= self.verify_below or self._confirmed(rgb, r)]
-        if not found and self.detector == "hog+mtcnn":
-            found = self._find_mtcnn(rgb)
-        if not found and self.detector == "hog+cnn":
-            # the CNN finds turned and half-hidden faces HOG misses, not smaller ones: a smaller scale keeps
-            # its cost down on the many photos that have no face at all
-            found = self._find(rgb, min(scale, CASCADE_SIDE / longest), 0, cnn=True)
+        if not found and self.first_look:
+            found = self._second_look(rgb)
         return [self._landmarks(rgb, rect, score) for rect, score in found]
+
+    def look_again(self, rgb: np.ndarray) -> list[Face]:
+        if not self.first_look:
+            return super().look_again(rgb)
+        rgb = as_rgb(rgb)
+        with self._lock:
+            detections = [self._landmarks(rgb, rect, score) for rect, score in self._second_look(rgb)]
+        return self._faces(rgb, detections)
+
+    def _second_look(self, rgb: np.ndarray) -> list[tuple]:
+        if self.detector == "hog+mtcnn":
+            return self._find_mtcnn(rgb)
+        # hog+cnn: the CNN finds turned and half-hidden faces HOG misses, not smaller ones: a smaller scale
+        # keeps its cost down on the many photos that have no face at all
+        longest = max(rgb.shape[:2])
+        scale = (min(2.0 if self.upsample == "auto" else 1.0, self.max_side / longest) if self.max_side else 1.0)
+        return self._find(rgb, min(scale, CASCADE_SIDE / longest), 0, cnn=True)
 
     def _confirmed(self, rgb: np.ndarray, rect, face_side: int = 80) -> bool:
         """Does the CNN detector also see a face here? Runs on the box plus margin, scaled to ~80 px faces."""

@@ -269,7 +269,7 @@ def test_a_missing_engine_skips_only_its_half(library, photo_dir, tmp_path, monk
 
 def test_photos_deleted_while_indexing_are_skipped(library):
     task = Task(12345, "/gone.jpg", "/gone.jpg", 100, True, True)
-    counts = library.db.write(store_outcomes, [Outcome(task, [], np.ones(512, np.float32))], "e-1", "x-1")
+    counts = library.db.write(store_outcomes, [Outcome(task, [], np.ones(512, np.float32))], "e-1", None, "x-1")
     assert counts["indexed"] == 0 and library.db.scalar("SELECT count(*) FROM index_state") == 0
 
 
@@ -318,20 +318,58 @@ def test_worker_processes_find_the_same_faces_as_threads(library, photo_dir, mon
     assert sorted(tuple(r) for r in got) == sorted(tuple(r) for r in expected)  # photos finish in any order
 
 
-def test_switching_dlib_to_dlib_mtcnn_keeps_every_face_and_decision(library, photo_dir):
-    """Same vectors, same engine id: what HOG found (and what the user said about it) stays; the second look
-    only runs on photos indexed from then on."""
+def _tilted(path):
+    """The astronaut turned 50 degrees: HOG misses her face, MTCNN finds it."""
+    Image.fromarray(data.astronaut()).rotate(50, resample=Image.Resampling.BILINEAR).save(path)
+    return path
+
+
+@pytest.mark.slow
+def test_switching_dlib_to_dlib_mtcnn_looks_again_only_where_hog_found_nothing(library, photo_dir):
+    """Same vectors, same engine id: what HOG found (and what the user said about it) stays untouched; photos
+    HOG alone found no face in get MTCNN's look once, and only that look."""
     Image.fromarray(data.astronaut()).save(photo_dir / "astronaut.png")
-    Image.fromarray(data.astronaut()).rotate(50, resample=Image.Resampling.BILINEAR).save(photo_dir / "tilted.png")
-    astronaut, tilted = (add_photo(library, photo_dir / n) for n in ("astronaut.png", "tilted.png"))
+    Image.fromarray(data.coffee()).save(photo_dir / "coffee.jpg")
+    astronaut, tilted, coffee = (add_photo(library, p) for p in (
+        photo_dir / "astronaut.png", _tilted(photo_dir / "tilted.png"), photo_dir / "coffee.jpg"))
     index_library(library, face_engine="dlib", workers=1)
     (face,) = faces_of(library, astronaut)
     assert faces_of(library, tilted) == []  # HOG misses the tilted head
-    library.db.write(lambda c: c.execute("UPDATE faces SET hidden = 1 WHERE id = ?", (face["id"],)))
+    db = library.db
+
+    def decide(conn):
+        cluster = conn.execute("INSERT INTO clusters(kind, created_at) VALUES ('face', ?)", (now(),)).lastrowid
+        conn.execute("UPDATE faces SET hidden = 1, cluster_id = ?, assigned_by = 'user' WHERE id = ?",
+                     (cluster, face["id"]))
+    db.write(decide)
+    before = [dict(r) for r in db.query("SELECT * FROM faces")]
+
     result = index_library(library, face_engine="dlib+mtcnn", workers=1)
-    assert result["face_engine"] == "dlib-resnet_v1" and result["photos"] == 0
-    assert [dict(r) for r in faces_of(library, astronaut)] == [dict(face) | {"hidden": 1}]
-    Image.fromarray(data.astronaut()).rotate(50, resample=Image.Resampling.BILINEAR).save(photo_dir / "new.png")
-    new = add_photo(library, photo_dir / "new.png")
+    assert result["face_engine"] == "dlib-resnet_v1"
+    assert result["photos"] == 2 and result["faces"] == 1  # the tilted photo and the coffee: nothing else
+    assert [dict(r) for r in db.query("SELECT * FROM faces WHERE id <= ?", (face["id"],))] == before
+    (found,) = faces_of(library, tilted)
+    assert found["engine"] == "dlib-resnet_v1" and found["cluster_id"] is None and not found["hidden"]
+    assert faces_of(library, coffee) == []
+    assert {r["detector"] for r in db.query("SELECT detector FROM index_state WHERE stage = 'faces' "
+                                            "AND photo_id != ?", (astronaut,))} == {"hog+mtcnn"}
+
+    again = index_library(library, face_engine="dlib+mtcnn", workers=1)
+    assert again["photos"] == 0 and again["faces"] == 0  # no photo is looked at twice
+    new = add_photo(library, _tilted(photo_dir / "new.png"))
     index_library(library, face_engine="dlib+mtcnn", workers=1)
-    assert len(faces_of(library, new)) == 1  # a photo added later gets the second look
+    assert len(faces_of(library, new)) == 1  # a photo added later gets both looks in one go
+
+
+@pytest.mark.slow
+def test_a_cancelled_second_look_goes_on_where_it_stopped(library, photo_dir):
+    tilted = [add_photo(library, _tilted(photo_dir / f"tilted{i}.png")) for i in range(3)]
+    index_library(library, face_engine="dlib", workers=1)
+    control = JobControl(JobStatus(1, "index"), lambda s: control.cancel() if s.done >= 1 else None)
+    with pytest.raises(Cancelled):
+        index_library(library, control=control, face_engine="dlib+mtcnn", workers=1)
+    looked = library.db.scalar("SELECT count(*) FROM index_state WHERE detector = 'hog+mtcnn'")
+    assert 1 <= looked < 3 and library.db.scalar("SELECT count(*) FROM faces") == looked
+    result = index_library(library, face_engine="dlib+mtcnn", workers=1)
+    assert result["photos"] == 3 - looked and result["faces"] == 3 - looked
+    assert all(len(faces_of(library, p)) == 1 for p in tilted)

@@ -87,6 +87,20 @@ def test_the_cascade_runs_mtcnn_only_where_hog_found_nothing(hog, monkeypatch):
     assert np.hypot(*(found - expected)) < 0.5 * (upright_face.box[2] - upright_face.box[0])
 
 
+def test_looking_again_runs_only_the_second_detector(hog, monkeypatch):
+    """For photos HOG alone already found nothing in: MTCNN's faces, the same as the whole cascade gives."""
+    cascade = get_face_engine("dlib+mtcnn")
+    assert (cascade.first_look, hog.first_look, get_face_engine("dlib+cnn").first_look) == ("hog", None, "hog")
+    tilted = np.asarray(Image.fromarray(data.astronaut()).rotate(50, resample=Image.Resampling.BILINEAR))
+    (whole,) = cascade.analyze(tilted)
+    monkeypatch.setattr(cascade, "_hog", None)  # HOG must not run again
+    (again,) = cascade.look_again(tilted)
+    assert again.box == whole.box and np.allclose(again.embedding, whole.embedding)
+    assert cascade.look_again(data.coffee()) == []
+    with pytest.raises(NotImplementedError):
+        hog.look_again(tilted)
+
+
 def test_weights_load_as_plain_tensors_only(tmp_path):
     """weights_only: a file that would run pickled code is refused with a message naming it."""
     good = mtcnn.weights_folder() / "pnet.pt"
