@@ -190,10 +190,19 @@ def caption_job(library: Library) -> Callable:
     """
 
     def run(control: JobControl, concepts: list[int] | None = None, photo_ids: list[int] | None = None) -> dict:
+        from ..vlm.generate import torch_threads
+
         backend = shared_backend(**library_vlm_options(library))
-        return caption_library(library, backend, control, concepts, photo_ids)
+        with torch_threads(job_threads()):
+            return caption_library(library, backend, control, concepts, photo_ids)
 
     return run
+
+
+def job_threads() -> int:
+    """Torch threads for the caption job: one core is left free, because in the app the job runs in a thread of
+    the window's process, and with every core computing the event loop waits for one (benchmarks/bench_ui.py)."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def photo_concepts_of(library: Library, photo_id: int) -> set[int]:
