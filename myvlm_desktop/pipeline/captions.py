@@ -190,7 +190,7 @@ def caption_job(library: Library) -> Callable:
     """
 
     def run(control: JobControl, concepts: list[int] | None = None, photo_ids: list[int] | None = None) -> dict:
-        from ..vlm.generate import torch_threads
+        from ..vlm.threads import torch_threads
 
         backend = shared_backend(**library_vlm_options(library))
         with torch_threads(job_threads()):

@@ -12,8 +12,7 @@ tokens are appended in a stable order. With no concepts the caption is the unmod
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import torch
 
@@ -23,7 +22,7 @@ from .concept import ConceptVector, load_concept_vector, save_concept_vector
 from .loader import DEFAULT_MODELS, load_parts, pick_device, pick_dtype
 
 __all__ = ["BACKENDS", "Backend", "ConceptVector", "Result", "caption_batch", "load_backend", "load_concept_vector",
-           "save_concept_vector", "torch_threads"]
+           "save_concept_vector"]
 
 
 def load_backend(name: str = "smolvlm", model: str | None = None, device: str = "auto",
@@ -65,13 +64,3 @@ def caption_batch(backend: Backend, images: Sequence, concepts: Sequence[Sequenc
                                 backend.name, backend.model_id)
     return results
 
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """torch's intra-op threads set to `count` for a block, then put back for whatever else runs in the process."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -17,11 +17,11 @@ import json
 import logging
 import re
 import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 from ..models.errors import ModelUnavailable
 from ..storage import atomic_write_bytes
+from .threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,8 @@ class Phraser:
     """SmolLM2 loaded once; `phrase(question, facts)` writes one sentence from fact sentences, greedily."""
 
     def __init__(self, cache_dir: str | Path | None = None, max_new_tokens: int = 40, threads: int = 1):
+        # one thread: decoding a 135M model token by token is too small to split well, and on a busy CPU the
+        # threads wait on each other (2 shared cores: 2 s with one thread, 13 s with two, for one answer)
         self.name = MODEL_NAME
         self.max_new_tokens, self.threads = max_new_tokens, threads
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -100,7 +102,7 @@ class Phraser:
         inputs = self.tokenizer.apply_chat_template(
             [*_worked_examples(), {"role": "user", "content": _prompt(question, facts)}],
             add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        with self._lock, torch.inference_mode(), _threads(self.threads):
+        with self._lock, torch.inference_mode(), torch_threads(self.threads):
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
                                       pad_token_id=self.tokenizer.eos_token_id,
                                       stopping_criteria=[_first_line_stop(self.tokenizer, inputs["input_ids"].shape[1])],
@@ -111,7 +113,7 @@ class Phraser:
         """Run the worked examples through the model now, so the first question reads only its own tokens."""
         import torch
 
-        with self._lock, torch.inference_mode(), _threads(self.threads):
+        with self._lock, torch.inference_mode(), torch_threads(self.threads):
             self._examples_cache()
 
     def _cached_prefix(self, inputs) -> dict:
@@ -197,21 +199,6 @@ def _first_line_stop(tokenizer, start: int):
             return torch.tensor([("\n" in t.lstrip()) for t in texts], device=input_ids.device)
 
     return FirstLine()
-
-
-@contextmanager
-def _threads(count: int):
-    """Decoding a 135M model token by token is too small to split well across threads, and on a busy CPU the
-    threads wait on each other (measured on 2 shared cores: 2 s with one thread, 13 s with two, for one
-    answer). The count is restored afterwards for whatever else runs in the process."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 _shared: list[Phraser] = []
