@@ -236,9 +236,10 @@ def _load(gguf: Path, cache: Path | None):
 
 def _load_quietly(gguf: Path, cache: Path | None):
     stamp = _stamp(gguf)
-    mark = _read_json(cache / CACHE_MARK) if cache is not None else None
-    if mark and mark.get("source") == stamp and mark.get("format") == CACHE_FORMAT:
-        check = _HashCheck(cache, mark["files"])  # hashes on another core while transformers imports
+    mark = (_read_json(cache / CACHE_MARK) if cache is not None else None) or {}
+    files = mark.get("files")
+    if mark.get("source") == stamp and mark.get("format") == CACHE_FORMAT and isinstance(files, dict) and WEIGHTS in files:
+        check = _HashCheck(cache, files)  # hashes on another core while transformers imports
         try:
             loaded = _from_cache(cache)
             if check.ok():

@@ -119,11 +119,15 @@ def test_a_cache_of_another_format_or_gguf_is_not_read(tmp_path, monkeypatch):
 
     monkeypatch.setattr(phrase, "_dequantise", dequantise)
     stamp = phrase._stamp(phrase.weights_file())
-    for mark in ({**stamp}, {"format": 2, "source": {**stamp, "size": 1}, "files": {}}):  # format 1; another GGUF
+    marks = [{**stamp},  # format 1 (fp32, no hashes)
+             {"format": 2, "source": {**stamp, "size": 1}, "files": {phrase.WEIGHTS: "0" * 64}},  # another GGUF
+             {"format": 2, "source": stamp, "files": {}},  # nothing to check the weights against
+             {"format": 2, "source": stamp}, []]  # no hashes; not even an object
+    for mark in marks:
         (tmp_path / phrase.CACHE_MARK).write_text(json.dumps(mark))
         with pytest.raises(ModelUnavailable, match="converted"):
             phrase._load_quietly(phrase.weights_file(), tmp_path)
-    assert len(converted) == 2
+    assert len(converted) == len(marks)
 
 
 @pytest.mark.slow
