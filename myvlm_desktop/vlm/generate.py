@@ -63,4 +63,3 @@ def caption_batch(backend: Backend, images: Sequence, concepts: Sequence[Sequenc
             results[i] = Result(backend.shown(text, [c.identifier for c in chosen]), [c.name for c in chosen],
                                 backend.name, backend.model_id)
     return results
-
