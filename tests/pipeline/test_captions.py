@@ -239,3 +239,19 @@ def test_cli_checks_the_input_before_the_model(lib, capsys):
     assert cli([base[0], base[1], "ask", lib.photo(1)["path"], " ", *base[2:]]) == 2
     assert "ask a question" in capsys.readouterr().err
     assert not captions(lib)
+
+
+def test_the_caption_job_leaves_a_core_to_the_window_and_puts_the_threads_back(lib, tiny_vlm, monkeypatch):
+    from myvlm_desktop.pipeline import captions as pipeline_captions
+
+    lib.db.write(lambda c: c.executemany("INSERT INTO settings(key, value) VALUES (?, ?)",
+                                         [("vlm_model", json.dumps(str(tiny_vlm))), ("device", '"cpu"')]))
+    seen = []
+    monkeypatch.setattr(pipeline_captions, "caption_library", lambda *a, **k: seen.append(torch.get_num_threads()) or {})
+    torch.set_num_threads(4)
+    try:
+        caption_job(lib)(None)  # the control only reaches caption_library
+        assert seen == [max(1, os.cpu_count() - 1)]
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(1)

@@ -2,8 +2,12 @@
 and phrasing facts; and the figure extraction the library answers are checked with."""
 
 import json
+import logging
+import os
+import shutil
 
 import pytest
+import torch
 
 from myvlm_desktop.models.errors import ModelUnavailable
 from myvlm_desktop.vlm import phrase
@@ -48,10 +52,82 @@ def test_phrases_facts_with_their_figures(smollm2):
 def test_the_cache_reloads_the_same_model(smollm2):
     phraser, cache = smollm2
     mark = json.loads((cache / phrase.CACHE_MARK).read_text())
-    assert mark["gguf"] == str(phrase.weights_file())
+    assert mark["source"]["gguf"] == str(phrase.weights_file()) and mark["format"] == phrase.CACHE_FORMAT
+    assert mark["files"][phrase.WEIGHTS] == phrase._sha256(cache / phrase.WEIGHTS)
     again = phrase.Phraser(cache_dir=cache)  # from the cache: about a second instead of a conversion
-    facts = ["Alice was first seen on 2022-03-05, in beach.jpg."]
-    assert again.phrase("When did I first see Alice?", facts) == phraser.phrase("When did I first see Alice?", facts)
+    assert again.model.dtype == torch.bfloat16 and again.model.lm_head.weight is again.model.model.embed_tokens.weight
+    # the second question tells the rotary frequencies rounded to bf16 (a `model.to` cast) from exact ones
+    for question, facts in [("When did I first see Alice?", ["Alice was first seen on 2022-03-05, in beach.jpg."]),
+                            ("Who is with Alice most often?", ["Alice is most often with Bob (7 photos) and Carol (2 photos)."])]:
+        assert again.phrase(question, facts) == phraser.phrase(question, facts)
+
+
+def _damage(path, at: float = 0.5) -> None:
+    """Flip bytes inside a file, keeping its size and time, as a bad sector or a half-finished copy would."""
+    info = path.stat()
+    with path.open("r+b") as f:
+        f.seek(int(info.st_size * at))
+        chunk = f.read(64)
+        f.seek(int(info.st_size * at))
+        f.write(bytes(b ^ 0xFF for b in chunk))
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+@pytest.mark.slow
+def test_damaged_weights_are_found_and_rebuilt_from_the_gguf_with_the_same_answers(smollm2, tmp_path, caplog):
+    phraser, cache = smollm2
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    good = phrase._sha256(copy / phrase.WEIGHTS)
+    _damage(copy / phrase.WEIGHTS)
+    questions = [("When did I last see Tom?", ["Tom was last seen on 2023-01-02, in dog.jpg."]),
+                 ("Who is with Alice most often?", ["Alice is most often with Bob (7 photos) and Carol (2 photos)."])]
+    with caplog.at_level(logging.WARNING, logger=phrase.__name__):
+        rebuilt = phrase.Phraser(cache_dir=copy)  # de-quantises the GGUF again, as on the first run
+    assert "does not match its hashes" in caplog.text
+    assert phrase._sha256(copy / phrase.WEIGHTS) == good  # the same bytes as before the damage
+    # the de-quantising path and the cached path answer alike
+    assert [rebuilt.phrase(q, f) for q, f in questions] == [phraser.phrase(q, f) for q, f in questions]
+
+
+@pytest.mark.slow
+def test_a_damaged_examples_cache_is_computed_again(smollm2, tmp_path, caplog):
+    phraser, cache = smollm2
+    phraser.warm()
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    fresh = phrase.Phraser(cache_dir=copy)
+    stored = fresh._stored_examples(fresh._examples_cache()[0])
+    assert stored is not None  # the examples' key/value cache was kept on disk and is read back
+    facts = ["Tom was last seen on 2023-01-02, in dog.jpg."]
+    assert fresh.phrase("When did I last see Tom?", facts) == phraser.phrase("When did I last see Tom?", facts)
+    _damage(copy / phrase.EXAMPLES_FILE)
+    with caplog.at_level(logging.WARNING, logger=phrase.__name__):
+        assert fresh._stored_examples(fresh._examples_cache()[0]) is None
+    assert "damaged" in caplog.text
+    fresh._prefix = None
+    assert fresh.phrase("When did I last see Tom?", facts) == phraser.phrase("When did I last see Tom?", facts)
+    assert fresh._stored_examples(fresh._examples_cache()[0]) is not None  # stored again, whole
+
+
+def test_a_cache_of_another_format_or_gguf_is_not_read(tmp_path, monkeypatch):
+    converted = []
+
+    def dequantise(gguf):
+        converted.append(gguf)
+        raise ModelUnavailable("x", "converted", "")
+
+    monkeypatch.setattr(phrase, "_dequantise", dequantise)
+    stamp = phrase._stamp(phrase.weights_file())
+    marks = [{**stamp},  # format 1 (fp32, no hashes)
+             {"format": 2, "source": {**stamp, "size": 1}, "files": {phrase.WEIGHTS: "0" * 64}},  # another GGUF
+             {"format": 2, "source": stamp, "files": {}},  # nothing to check the weights against
+             {"format": 2, "source": stamp}, []]  # no hashes; not even an object
+    for mark in marks:
+        (tmp_path / phrase.CACHE_MARK).write_text(json.dumps(mark))
+        with pytest.raises(ModelUnavailable, match="converted"):
+            phrase._load_quietly(phrase.weights_file(), tmp_path)
+    assert len(converted) == len(marks)
 
 
 @pytest.mark.slow
