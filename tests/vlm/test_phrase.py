@@ -172,3 +172,113 @@ def test_the_first_line_stop_ignores_leading_line_breaks(smollm2):
     assert not after("\n\nYou saw Tom")
     assert after("\nYou saw Tom.\nAnd")
     assert phrase.first_line("\n You saw Tom.\nAnd more") == "You saw Tom."
+
+
+# The numpy runtime (vlm/smollm_numpy.py): the same model without torch, checked against transformers.
+
+NUMPY_QUESTIONS = [  # one of each kind a library question phrases
+    ("When did I last see Tom?", ["Tom was last seen on 2023-01-02, in dog.jpg."]),
+    ("When did I first see Alice?", ["Alice was first seen on 2022-03-05, in beach.jpg."]),
+    ("How many photos of Mia?", ["Mia is in 12 photos."]),
+    ("How many photos of Mia and Sam together?", ["Mia and Sam are together in 4 photos in 2021."]),
+    ("Where was Rex?", ["Rex was photographed at 2 places: 48.85, 2.35 (3 photos); 40.7, -74.0 (1 photo)."]),
+    ("Who is with Alice most often?", ["Alice is most often with Bob (7 photos) and Carol (2 photos)."]),
+    ("What is Rex doing in photos?", ["A caption of a photo of Rex: a dog running on a beach."]),
+    ("How many photos of Bob?", ["Bob is in 0 photos."]),
+]
+
+
+@pytest.fixture(scope="session")
+def numpy_lm(smollm2, tmp_path_factory):
+    from myvlm_desktop.vlm import smollm_numpy
+
+    _, cache = smollm2
+    folder = tmp_path_factory.mktemp("smollm2-numpy")
+    for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                 "chat_template.jinja"):
+        if (cache / name).is_file():
+            shutil.copy(cache / name, folder / name)
+    smollm_numpy.float32_copy(folder, cache / phrase.WEIGHTS)
+    return smollm_numpy.SmolLM(folder), folder
+
+
+@pytest.fixture(scope="session")
+def float32_phraser(smollm2):
+    """The transformers model in float32: the numbers the numpy runtime computes."""
+    import copy
+
+    phraser = copy.copy(smollm2[0])
+    phraser.model, phraser._prefix, phraser.cache_dir = copy.deepcopy(smollm2[0].model), None, None
+    for param in phraser.model.parameters():  # not `.float()`: transformers refuses it on a GGUF-loaded model
+        param.data = param.data.float()
+    return phraser
+
+
+def _messages(question, facts):
+    return [*phrase._worked_examples(), {"role": "user", "content": phrase._prompt(question, facts)}]
+
+
+@pytest.mark.slow
+def test_the_numpy_runtime_tokenises_the_chat_as_transformers_does(smollm2, numpy_lm):
+    lm, _ = numpy_lm
+    tokenizer = smollm2[0].tokenizer
+    for question, facts in [*NUMPY_QUESTIONS[:3], ("Ünïcode «quotes» — and\ttabs?", ["Zoë is in 2 photos."])]:
+        for generation in (True, False):
+            want = tokenizer.apply_chat_template(_messages(question, facts), add_generation_prompt=generation,
+                                                 return_dict=True)["input_ids"]
+            assert lm.chat_ids(_messages(question, facts), add_generation_prompt=generation) == list(want)
+    assert lm.decode(lm.chat_ids(_messages(*NUMPY_QUESTIONS[0]))) == tokenizer.decode(
+        tokenizer.apply_chat_template(_messages(*NUMPY_QUESTIONS[0])), skip_special_tokens=True)
+
+
+@pytest.mark.slow
+def test_the_numpy_runtime_computes_the_logits_transformers_computes(numpy_lm, float32_phraser):
+    import numpy as np
+
+    from myvlm_desktop.vlm import smollm_numpy
+
+    lm, _ = numpy_lm
+    ids = lm.chat_ids(_messages(*NUMPY_QUESTIONS[4]), add_generation_prompt=True)
+    with torch.inference_mode():
+        want = float32_phraser.model(torch.tensor([ids])).logits[0].numpy()
+    whole = lm.forward(ids, smollm_numpy.KVCache(lm.layers), all_logits=True)
+    assert np.abs(whole - want).max() < 1e-3 * np.abs(want).max()
+    cache = smollm_numpy.KVCache(lm.layers)  # the same, read in two parts through the key/value cache
+    lm.forward(ids[:-7], cache, all_logits=None)
+    assert np.abs(lm.forward(ids[-7:], cache, all_logits=True) - want[-7:]).max() < 1e-3 * np.abs(want).max()
+
+
+@pytest.mark.slow
+def test_the_numpy_runtime_answers_as_transformers_in_float32(numpy_lm, float32_phraser):
+    from myvlm_desktop.vlm import smollm_numpy
+
+    lm, _ = numpy_lm
+    examples = smollm_numpy.KVCache(lm.layers)
+    lm.forward(lm.chat_ids(phrase._worked_examples()), examples, all_logits=None)
+    for question, facts in NUMPY_QUESTIONS:
+        ids = lm.chat_ids(_messages(question, facts), add_generation_prompt=True)
+        new = lm.generate(ids, 40, stop=lambda new: "\n" in lm.decode(new).lstrip(), cache=examples.copy())
+        assert phrase.first_line(lm.decode(new)) == float32_phraser.phrase(question, facts), question
+
+
+@pytest.mark.slow
+def test_damaged_numpy_weights_are_found_and_written_again(smollm2, numpy_lm):
+    import subprocess
+    import sys
+
+    from myvlm_desktop.vlm import smollm_numpy
+
+    _, folder = numpy_lm
+    good = phrase._sha256(folder / smollm_numpy.WEIGHTS_FP32)
+    _damage(folder / smollm_numpy.WEIGHTS_FP32, at=0.3)
+    try:
+        with pytest.raises(smollm_numpy.DamagedWeights, match="does not match its sha256"):
+            smollm_numpy.SmolLM(folder)
+    finally:
+        smollm_numpy.float32_copy(folder, smollm2[1] / phrase.WEIGHTS)
+    assert phrase._sha256(folder / smollm_numpy.WEIGHTS_FP32) == good
+    # answering with it imports neither torch nor transformers
+    script = ("import sys; from myvlm_desktop.vlm import smollm_numpy as s; m = s.SmolLM(sys.argv[1]); "
+              "print(m.decode(m.generate(m.chat_ids([{'role': 'user', 'content': 'Hi'}], True), 3))); "
+              "assert not {'torch', 'transformers'} & set(sys.modules), 'imported torch'")
+    subprocess.run([sys.executable, "-c", script, str(folder)], check=True, capture_output=True, timeout=300)
