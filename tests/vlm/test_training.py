@@ -165,7 +165,8 @@ def test_without_the_bank_each_step_encodes_fresh_views(tiny_backend, concept_ph
 def test_a_cached_prompt_start_gives_the_loss_penalty_and_gradient_of_the_whole_sequence(tiny_backend, variant,
                                                                                       concept_photos):
     backend = tiny_backend(variant)
-    features = backend.encode(concept_photos[0])
+    with torch.no_grad():  # as the bank: frozen features, no graph shared by the two backward passes
+        features = backend.encode(concept_photos[0])
     prompts = [backend.caption_prompt(["<sks>"]), backend.question_prompt("What is <sks> doing in the image?")]
     targets = ["<sks> floating in space in a white suit", "waving"]  # different lengths: rows are padded
     weights = torch.tensor([0.0075, 10.0])
