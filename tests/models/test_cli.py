@@ -62,7 +62,7 @@ def test_models_download_of_an_unknown_name(data_dir, capsys):
 def test_doctor_says_which_face_engine_and_why(data_dir, capsys):
     code, report = _json(capsys, "--data-dir", data_dir, "doctor", "--json")
     assert code == 0
-    assert report["face_engine"]["auto"] == "dlib"
+    assert report["face_engine"]["auto"] == "dlib+mtcnn"
     assert "insightface" in report["face_engine"]["reason"]
     assert report["face_engine"]["calibrated_thresholds"] == {"dlib-resnet_v1": 0.085, "insightface-buffalo_l": None}
     assert report["embedder"]["available"] is True
