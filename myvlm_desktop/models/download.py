@@ -22,8 +22,8 @@ from .registry import ModelSpec
 Progress = Callable[[int, int], None]
 TIMEOUT = (10, 30)  # seconds to connect, seconds between bytes
 CHUNK = 1 << 20
-# What a transformers / open_clip model needs; skips the duplicate PyTorch .bin weights hub repos also carry.
-HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "open_clip_pytorch_model.bin"]
+# What a transformers model needs; skips the duplicate PyTorch / TF / Flax weights hub repos also carry.
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
 
 
 class DownloadError(Exception):
