@@ -40,6 +40,10 @@ EXACT_LIMIT = 20_000
 # 99.2% of the neighbours within the clustering distance (8: 99.8%, at twice the search time), and the
 # clusters come out the same (bench_cluster.py: F1 1.0).
 NPROBE, NPROBE_LARGE, NPROBE_LIMIT = 8, 4, 200_000
+KMEANS_POINTS, KMEANS_ITERATIONS = 40, 8  # sample points a list, k-means iterations
+# Above REDUCED_DIM dimensions the lists are searched in a PCA projection and the candidates (K_FACTOR x k)
+# re-ranked on the full vectors; see _trained_ivf.
+REDUCED_DIM, K_FACTOR = 128, 2.0
 SEARCH_BATCH = 8192
 
 
@@ -69,7 +73,7 @@ class VectorIndex:
 
     @property
     def exact(self) -> bool:
-        return not isinstance(faiss.downcast_index(self.index), faiss.IndexIVF)
+        return faiss.try_extract_index_ivf(self.index) is None
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
@@ -84,10 +88,12 @@ class VectorIndex:
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         if not self.size or not len(queries):
             return dist, ids
+        l2 = self.index.metric_type == faiss.METRIC_L2
         for start in range(0, len(queries), SEARCH_BATCH):
             sims, found = self.index.search(queries[start:start + SEARCH_BATCH], k)
             part = slice(start, start + len(found))
-            dist[part] = np.where(found >= 0, 1.0 - sims, np.inf)
+            cosine = sims / 2 if l2 else 1.0 - sims  # |a - b|^2 = 2 - 2 cos for unit vectors
+            dist[part] = np.where(found >= 0, cosine, np.inf)
             ids[part] = found
         return dist, ids
 
@@ -106,20 +112,40 @@ class VectorIndex:
 
 
 def _trained_ivf(vectors: np.ndarray, nprobe: int) -> faiss.Index:
-    """An IVF-Flat index: about 4 * sqrt(n) lists from spherical k-means on a sample (40 points a list)."""
+    """An IVF-Flat index: about 4 * sqrt(n) lists from k-means on a sample (`KMEANS_POINTS` a list).
+
+    Up to `REDUCED_DIM` dimensions the lists hold the vectors themselves (inner product, spherical
+    k-means). Above, they hold a PCA projection to `REDUCED_DIM` (L2, which for unit vectors ranks as the
+    cosine does) and `IndexRefineFlat` re-ranks `K_FACTOR` x k candidates exactly on the full vectors, so
+    a 512-D set costs about what a 128-D one does; the distances it returns are exact.
+    """
     n, dim = vectors.shape
     nlist = int(min(65536, max(64, 4 * math.sqrt(n))))
     sample = vectors
-    if n > nlist * 40:  # training costs nlist^2 x points a list: a small sample keeps it to seconds
+    if n > nlist * KMEANS_POINTS:  # training costs nlist^2 x points a list: a small sample keeps it to seconds
         rng = np.random.default_rng(0)
-        sample = vectors[np.sort(rng.choice(n, nlist * 40, replace=False))]
-    kmeans = faiss.Kmeans(dim, nlist, niter=8, spherical=True, seed=1, max_points_per_centroid=40)
-    kmeans.train(np.ascontiguousarray(sample))
-    quantizer = faiss.IndexFlatIP(dim)
+        sample = vectors[np.sort(rng.choice(n, nlist * KMEANS_POINTS, replace=False))]
+    sample = np.ascontiguousarray(sample)
+    if dim <= REDUCED_DIM:
+        kmeans = faiss.Kmeans(dim, nlist, niter=KMEANS_ITERATIONS, spherical=True, seed=1,
+                              max_points_per_centroid=KMEANS_POINTS)
+        kmeans.train(sample)
+        quantizer = faiss.IndexFlatIP(dim)
+        quantizer.add(kmeans.centroids)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)  # trained: it has the lists
+        index.nprobe = nprobe
+        return index  # faiss's Python wrapper keeps the quantizer alive with the index
+    pca = faiss.PCAMatrix(dim, REDUCED_DIM)
+    pca.train(sample)
+    kmeans = faiss.Kmeans(REDUCED_DIM, nlist, niter=KMEANS_ITERATIONS, seed=1, max_points_per_centroid=KMEANS_POINTS)
+    kmeans.train(pca.apply(sample))
+    quantizer = faiss.IndexFlatL2(REDUCED_DIM)
     quantizer.add(kmeans.centroids)
-    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)  # trained: it has the lists
-    index.nprobe = nprobe
-    return index  # faiss's Python wrapper keeps the quantizer alive with the index
+    lists = faiss.IndexIVFFlat(quantizer, REDUCED_DIM, nlist, faiss.METRIC_L2)
+    lists.nprobe = nprobe
+    refined = faiss.IndexRefineFlat(faiss.IndexPreTransform(pca, lists))
+    refined.k_factor = K_FACTOR
+    return faiss.IndexIDMap2(refined)  # the refine step numbers vectors 0..n-1; the map gives our ids
 
 
 # -- the cache beside the database ---------------------------------------------------------------------
@@ -187,8 +213,8 @@ def cached_index(db: Database, source: Source, exact_limit: int = EXACT_LIMIT,
     conn = db.read()
     stamp = source.stamp(conn)
     index, old = _load_cached(path, stamp_path)
-    if index is not None and old == stamp:
-        return index
+    if index is not None and all(old.get(key) == value for key, value in stamp.items()):
+        return index  # the stored stamp also says the dimension and kind of the index
     if index is not None and _only_added(old, stamp, source, conn):
         ids, vectors = source.rows(conn, old["max_id"])
         if len(ids) and vectors.shape[1] == index.dim:
@@ -206,9 +232,10 @@ def cached_index(db: Database, source: Source, exact_limit: int = EXACT_LIMIT,
 
 def _load_cached(path: Path, stamp_path: Path) -> tuple[VectorIndex | None, dict | None]:
     try:
-        return VectorIndex.load(path), json.loads(stamp_path.read_text())
+        index, stamp = VectorIndex.load(path), json.loads(stamp_path.read_text())
     except (OSError, RuntimeError, ValueError):
         return None, None  # missing or damaged: rebuilt from the database
+    return (index, stamp) if isinstance(stamp, dict) else (None, None)
 
 
 def _only_added(old: dict, new: dict, source: Source, conn) -> bool:
