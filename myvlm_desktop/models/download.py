@@ -1,5 +1,13 @@
 """Downloads: hub models through huggingface_hub, the insightface zip by resumable HTTP with a checksum.
 
+Large files of a hub model (the weights) are fetched here with HTTP Range requests into a partial file in the
+models folder that survives a cancel, a dropped connection or a killed process, so the next try continues
+where the last one stopped: huggingface_hub writes every try to a new temporary file and deletes it when the
+try fails, so on its own a cancelled 500 MB file starts again from byte 0. The finished file is checked (size
+and the Hub's LFS SHA-256) and put into the Hugging Face cache under the name huggingface_hub gives it, so
+`snapshot_download` then links it instead of fetching it, and fetches only the small files. The endpoint,
+token and headers are huggingface_hub's own (`hf_hub_url`, `get_hf_file_metadata`, `build_hf_headers`).
+
 Every failure becomes `ModelUnavailable` with what to do; timeouts are short so an offline machine is
 told at once instead of waiting.
 """
@@ -22,6 +30,9 @@ from .registry import ModelSpec
 Progress = Callable[[int, int], None]
 TIMEOUT = (10, 30)  # seconds to connect, seconds between bytes
 CHUNK = 1 << 20
+RANGED_MIN = 1 << 20  # hub files from this size up are fetched here, resumably (see the module's docstring)
+RETRIES = 3  # dropped connections continued within one try, from the partial file
+PARTIAL_DIR = ".partial"  # in the models folder: <LFS SHA-256>.part, one per large file being fetched
 # What a transformers model needs; skips the duplicate PyTorch / TF / Flax weights hub repos also carry.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
 
@@ -35,33 +46,41 @@ class Cancelled(Exception):
     """Raised by a progress callback to stop a download; the files already fetched stay for the next try."""
 
 
-def from_hub(model: ModelSpec, progress: Progress | None = None) -> Path:
-    """snapshot_download into the Hugging Face cache, then every file checked against the Hub's listing (size,
-    and SHA-256 for large files): a truncated or corrupted file is deleted and fetched again, once."""
+def from_hub(model: ModelSpec, progress: Progress | None = None, models_dir: Path | None = None) -> Path:
+    """snapshot_download into the Hugging Face cache (large files first, resumably, into `models_dir`'s partial
+    folder), then every file checked against the Hub's listing (size, and SHA-256 for large files): a truncated
+    or corrupted file is deleted and fetched again, once. Cancelled (from `progress`) keeps what was fetched."""
     from huggingface_hub import constants
+
+    from .lookup import app_models_dir
 
     if constants.HF_HUB_OFFLINE or hub_offline():
         raise ModelUnavailable(model.name, "downloads are switched off (HF_HUB_OFFLINE is set)",
                                f"Unset HF_HUB_OFFLINE and run `myvlm models download {model.name}` again.")
+    partials = app_models_dir(models_dir) / PARTIAL_DIR
     try:
-        folder = _snapshot(model, progress)
+        folder = _snapshot(model, progress, partials)
         bad = damaged_files(folder, _listing(model, folder))
         if bad:
             for name in bad:
                 _forget(folder / name)
-            folder = _snapshot(model, progress)
+            folder = _snapshot(model, progress, partials)
             bad = damaged_files(folder, _listing(model, folder))
-    except Cancelled:
+    except (Cancelled, ModelUnavailable):
         raise
     except Exception as exc:  # noqa: BLE001 - hub, HTTP and disk errors all mean "not downloaded"
         raise ModelUnavailable(model.name, f"download from the Hugging Face hub failed ({_reason(exc)})",
                                "Check the internet connection and try again, or copy the model folder into the "
                                "app's models folder.") from None
     if bad:
-        raise ModelUnavailable(model.name, f"{', '.join(bad)} arrived damaged twice (size or SHA-256 differs from "
-                               "the Hub's)", f"Run `myvlm models download {model.name}` again later.")
+        raise _damaged_twice(model, bad)
     drop_leftovers(folder)
     return folder
+
+
+def _damaged_twice(model: ModelSpec, names: list[str]) -> ModelUnavailable:
+    return ModelUnavailable(model.name, f"{', '.join(names)} arrived damaged twice (size or SHA-256 differs from "
+                            "the Hub's)", f"Run `myvlm models download {model.name}` again later.")
 
 
 def drop_leftovers(snapshot: Path) -> list[Path]:
@@ -87,11 +106,79 @@ def _endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT", "").rstrip("/") or None
 
 
-def _snapshot(model: ModelSpec, progress: Progress | None) -> Path:
+def _snapshot(model: ModelSpec, progress: Progress | None, partials: Path) -> Path:
     from huggingface_hub import snapshot_download
 
+    large = _fetch_large_files(model, progress, partials)
+    rest = None if progress is None else (lambda done, total: progress(large + done, large + total))
     return Path(snapshot_download(model.repo_id, allow_patterns=HUB_PATTERNS, etag_timeout=TIMEOUT[0],
-                                  tqdm_class=_byte_bar(progress), endpoint=_endpoint()))
+                                  tqdm_class=_byte_bar(rest), endpoint=_endpoint()))
+
+
+def _fetch_large_files(model: ModelSpec, progress: Progress | None, partials: Path) -> int:
+    """Put the model's large files into the Hugging Face cache, each continued from its partial file; their
+    total size. Progress counts against the whole model's size, as the small files' download goes on to."""
+    from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.file_download import repo_folder_name
+    from huggingface_hub.utils import build_hf_headers, filter_repo_objects
+
+    info = HfApi(endpoint=_endpoint()).model_info(model.repo_id, files_metadata=True)
+    wanted = set(filter_repo_objects([f.rfilename for f in info.siblings or []], allow_patterns=HUB_PATTERNS))
+    large = [f for f in info.siblings or [] if f.rfilename in wanted and f.lfs and f.lfs.size >= RANGED_MIN]
+    before = 0
+    total = sum(f.size or 0 for f in info.siblings or [] if f.rfilename in wanted)  # one bar for the whole model
+    blobs = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=model.repo_id, repo_type="model") / "blobs"
+    for f in large:
+        url = hf_hub_url(model.repo_id, f.rfilename, revision=info.sha, endpoint=_endpoint())
+        meta = get_hf_file_metadata(url, timeout=TIMEOUT[0])
+        blob = blobs / meta.etag  # the name huggingface_hub looks for; for LFS files the SHA-256
+        if not (blob.is_file() and blob.stat().st_size == f.lfs.size):  # contents: damaged_files checks them
+            # the resolve URL, not the CDN one it redirects to: requests drops the token when the host changes
+            part = fetch_verified(url, partials / f"{f.lfs.sha256}.part", f.lfs.size,
+                                  f.lfs.sha256, _shifted(progress, before, total), build_hf_headers())
+            if part is None:
+                raise _damaged_twice(model, [f.rfilename])
+            _move_into(part, blob)
+        before += f.lfs.size
+    return before
+
+
+def _shifted(progress: Progress | None, before: int, total: int) -> Progress | None:
+    """One file's (done, size) as the bytes of all large files together."""
+    return None if progress is None else (lambda done, _size: progress(before + done, total))
+
+
+def fetch_verified(url: str, part: Path, size: int, sha256: str, progress: Progress | None = None,
+                   headers: dict | None = None) -> Path | None:
+    """`url` into `part`, continued from what `part` holds; the file once its size and SHA-256 are right, None
+    if it arrived damaged twice. A dropped connection is continued at once (RETRIES times), a damaged file
+    fetched again from its start."""
+    damaged = drops = 0
+    while damaged < 2:
+        if part.exists() and part.stat().st_size > size:
+            part.unlink()
+        try:
+            fetch(url, part, progress, size, headers)
+            if part.stat().st_size < size:
+                raise DownloadError(f"the connection ended after {part.stat().st_size} of {size} bytes")
+        except DownloadError:
+            drops += 1
+            if drops > RETRIES:
+                raise
+            continue
+        if sha256_of(part) == sha256:
+            return part
+        part.unlink()  # all there, wrong bytes: nothing of it can be kept
+        damaged += 1
+    return None
+
+
+def _move_into(part: Path, blob: Path) -> None:
+    """The checked file into the cache, atomically (the models folder and the cache may be different disks)."""
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    staged = blob.with_name(f"{blob.name}.{os.getpid()}.incomplete")  # drop_leftovers removes it if we die here
+    shutil.move(part, staged)
+    os.replace(staged, blob)
 
 
 def _listing(model: ModelSpec, folder: Path) -> dict[str, tuple[int, str | None, str]]:
@@ -182,12 +269,14 @@ def from_urls(model: ModelSpec, models_dir: Path, progress: Progress | None = No
     return target
 
 
-def fetch(url: str, part: Path, progress: Progress | None = None, expected_size: int = 0) -> Path:
+def fetch(url: str, part: Path, progress: Progress | None = None, expected_size: int = 0,
+          headers: dict | None = None) -> Path:
     """Download `url` into `part`, continuing from its current length with an HTTP Range request."""
     import requests
 
+    part.parent.mkdir(parents=True, exist_ok=True)
     done = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={done}-"} if done else {}
+    headers = {**(headers or {}), **({"Range": f"bytes={done}-"} if done else {})}
     try:
         with requests.get(url, headers=headers, stream=True, timeout=TIMEOUT) as reply:
             if reply.status_code == 416 and done:  # nothing left to fetch
@@ -196,6 +285,8 @@ def fetch(url: str, part: Path, progress: Progress | None = None, expected_size:
             if reply.status_code != 206:  # the server ignored the range: start over
                 done = 0
             total = done + int(reply.headers.get("Content-Length") or 0) or expected_size
+            if progress and done:  # continuing: show where from before the first new byte
+                progress(done, total)
             with storage.open_for_write(part, "ab" if done else "wb") as out:
                 for chunk in reply.iter_content(CHUNK):
                     out.write(chunk)

@@ -145,7 +145,7 @@ def download_model(name: str, progress=None, models_dir: Path | None = None) -> 
     if model.source == "package":
         raise ModelUnavailable(model.name, f"the pip package {model.package} is not installed", model.how_to_get)
     if model.source == "huggingface":
-        download.from_hub(model, progress)
+        download.from_hub(model, progress, lookup.app_models_dir(models_dir))
     else:
         download.from_urls(model, lookup.app_models_dir(models_dir), progress)
     return lookup.locate(model, models_dir)

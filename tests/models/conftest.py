@@ -23,6 +23,7 @@ def hub(hub_repos, tmp_path, monkeypatch):
             monkeypatch.setenv(key, value)
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(constants, "HF_HUB_CACHE", env["HF_HUB_CACHE"])
+        monkeypatch.setenv("MYVLM_DATA_DIR", str(tmp_path / "app-data"))  # the models folder, for partial files
         server.env = env
         yield server
     assert not server.running

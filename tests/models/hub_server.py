@@ -1,7 +1,7 @@
 """A test-only stand-in for the Hugging Face Hub, on 127.0.0.1, that stops by itself.
 
 It answers what `huggingface_hub.snapshot_download` / `hf_hub_download` ask (read from huggingface_hub 2.x):
-  GET  /api/models/{repo}/revision/{rev}        repo_info: {"id", "sha", "siblings"}
+  GET  /api/models/{repo}/revision/{rev}        repo_info: {"id", "sha", "siblings" (size, blobId, lfs)}
   GET  /api/models/{repo}/tree/{rev}?recursive  list_repo_tree: files with size, git blob id, LFS sha256
   HEAD /{repo}/resolve/{rev}/{file}             metadata: X-Repo-Commit, ETag (LFS: the sha256, as the Hub
                                                 sends in X-Linked-Etag), Content-Length, X-Linked-Size
@@ -9,7 +9,8 @@ It answers what `huggingface_hub.snapshot_download` / `hf_hub_download` ask (rea
 and any other path registered with `add_url` (the insightface release zip). Pointed at with HF_ENDPOINT.
 
 Faults for the tests: `drop_after[file] = n` sends n bytes of the next GET of `file`, then closes the
-connection (the client resumes with a Range request); `corrupt[file] = data` serves other bytes once.
+connection (the client resumes with a Range request); `corrupt[file] = data` serves other bytes once;
+`pace[file] = seconds` sends `file` in 64 KB pieces with that pause after each (a slow link, to cancel on).
 Every request is logged with the bytes sent, so a test can measure what a resume re-fetched.
 """
 
@@ -26,6 +27,7 @@ from typing import Self
 from urllib.parse import unquote, urlsplit
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".onnx", ".zip", ".gguf")
+PIECE = 64 * 1024  # what a paced reply sends between pauses
 
 
 @dataclass
@@ -54,6 +56,7 @@ class HubState:
     repos: dict[str, Repo] = field(default_factory=dict)
     urls: dict[str, bytes] = field(default_factory=dict)
     drop_after: dict[str, int] = field(default_factory=dict)
+    pace: dict[str, float] = field(default_factory=dict)
     corrupt: dict[str, bytes] = field(default_factory=dict)
     log: list[Hit] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -76,6 +79,14 @@ def tree_entry(name: str, data: bytes) -> dict:
     entry = {"type": "file", "path": name, "size": len(data), "oid": git_blob_id(data)}
     if is_lfs(name):
         entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+    return entry
+
+
+def sibling(name: str, data: bytes) -> dict:
+    """A file of repo_info's `siblings`, with the sizes and LFS SHA-256 the Hub adds for `files_metadata=True`."""
+    entry = {"rfilename": name, "size": len(data), "blobId": git_blob_id(data)}
+    if is_lfs(name):
+        entry["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
     return entry
 
 
@@ -127,7 +138,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if marker == "/tree/":
             return self._json([tree_entry(n, d) for n, d in sorted(repo.files.items())])
         return self._json({"id": repo_id, "modelId": repo_id, "sha": repo.sha, "private": False,
-                           "siblings": [{"rfilename": n} for n in sorted(repo.files)]})
+                           "siblings": [sibling(n, d) for n, d in sorted(repo.files.items())]})
 
     def _json(self, body, status: int = 200, headers: dict | None = None) -> None:
         data = json.dumps(body).encode()
@@ -170,13 +181,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             self._record("GET", status, min(cut, len(body)))
             return
-        self.wfile.write(body)
-        self._record("GET", status, len(body))
+        delay = state.pace.get(name)
+        if delay is None:
+            self.wfile.write(body)
+            return self._record("GET", status, len(body))
+        sent = 0
+        try:  # a slow link: PIECE bytes, then a pause, until the client has it all or hangs up
+            for start in range(0, len(body), PIECE):
+                self.wfile.write(body[start:start + PIECE])
+                sent += len(body[start:start + PIECE])
+                time.sleep(delay)
+        except ConnectionError:
+            self.close_connection = True
+        self._record("GET", status, sent)
 
     def _record(self, method: str, status: int, sent: int) -> None:
         with self.state.lock:
             self.state.log.append(Hit(method, unquote(urlsplit(self.path).path), self.headers.get("Range"), status,
                                       sent))
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that cancels closes its connection mid-reply: expected here, not worth a traceback."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class HubServer:
@@ -186,7 +217,7 @@ class HubServer:
     def __init__(self, repos: dict[str, dict[str, bytes]] | None = None, lifetime: float = 600.0):
         self.state = HubState({rid: Repo(files) for rid, files in (repos or {}).items()})
         handler = type("BoundHandler", (Handler,), {"state": self.state})
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = _Server(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
@@ -240,14 +271,26 @@ BUFFALO_PATH = "/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip"
 
 
 def build_tiny_repos(root: Path) -> dict[str, dict[str, bytes]]:
-    """Tiny random checkpoints of the real classes, saved with save_pretrained, as hub repos (2-5 MB each)."""
-    from myvlm_desktop.vlm.testing import save_tiny_model
+    """Tiny checkpoints of the real classes, saved with save_pretrained, as hub repos (2-5 MB each).
 
-    repos = {}
-    for repo_id, (backend, variant) in TINY_REPOS.items():
-        folder = save_tiny_model(backend, root / repo_id.replace("/", "--"), variant=variant)
-        repos[repo_id] = folder_files(folder)
-    return repos
+    SmolVLM is the taught tiny model of tests/models/taught.py (it captions "A photo of a person." and can write
+    the tests' names), so that the end-to-end tests can find a trained identifier in stored captions; the others
+    are random. Built once per process: the GUI and the CLI tests share it."""
+    if not _BUILT:
+        from myvlm_desktop.vlm.testing import save_tiny_model
+        from tests.models.taught import taught_smolvlm
+
+        for repo_id, (backend, variant) in TINY_REPOS.items():
+            folder = root / repo_id.replace("/", "--")
+            if backend == "smolvlm":
+                taught_smolvlm(folder)
+            else:
+                save_tiny_model(backend, folder, variant=variant)
+            _BUILT[repo_id] = folder_files(folder)
+    return {repo_id: dict(files) for repo_id, files in _BUILT.items()}
+
+
+_BUILT: dict[str, dict[str, bytes]] = {}
 
 
 def hub_environment(hub: HubServer, cache: Path) -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import pytest
@@ -14,7 +13,7 @@ from tests.pipeline.test_train_job import eileen  # noqa: F401 - the fixture
 
 @pytest.mark.slow
 def test_download_train_caption_search_and_ask(hub, eileen):  # noqa: F811
-    library, concept_id = eileen
+    library, _concept_id = eileen
     data = str(library.root)
     timings = {}
 
@@ -31,15 +30,19 @@ def test_download_train_caption_search_and_ask(hub, eileen):  # noqa: F811
     trained = run("train", "Eileen", "--json")
     assert json.loads(trained.stdout)["concept"] == "Eileen"
     run("caption", "--all", "--json")
-    rows = library.db.query("SELECT c.photo_id, c.text, c.concepts FROM captions c JOIN concept_photos cp "
-                            "ON cp.photo_id = c.photo_id AND cp.concept_id = ?", (concept_id,))
-    # every photo of Eileen is captioned with her embedding (a random tiny model writes noise around it)
-    assert len(rows) == 3 and all(json.loads(r[2]) == ["Eileen"] for r in rows)
-    photo_id, caption = rows[0][0], rows[0][1]
-    word = max(re.findall(r"[A-Za-z]{3,}", caption), key=len)  # a word only the stored caption holds
-    found = run("search", f"@<Eileen> {word}", "--json")
-    path = library.db.scalar("SELECT path FROM photos WHERE id = ?", (photo_id,))
-    assert path in [p["path"] for p in json.loads(found.stdout)], found.stdout
+    captions = {r["path"]: (r["text"], json.loads(r["concepts"])) for r in library.db.query(
+        "SELECT p.path, c.text, c.concepts FROM captions c JOIN photos p ON p.id = c.photo_id")}
+    hers = {p for p in captions if "eileen" in p}
+    assert len(captions) == 5 and len(hers) == 3
+    for path, (text, concepts) in captions.items():
+        if path in hers:  # the learnt vector makes the frozen model write her identifier
+            assert concepts == ["Eileen"] and "<Eileen>" in text, (path, text)
+        else:  # the control: photos without her are captioned without it
+            assert concepts == [] and "Eileen" not in text, (path, text)
+    # a phrase only the stored captions hold (the paths say "eileen1.jpg", the concept column "Eileen")
+    found = run("search", '"photo of Eileen"', "--json")
+    assert sorted(p["path"] for p in json.loads(found.stdout)) == sorted(hers), found.stdout
+    path = sorted(hers)[0]
     answer = run("ask", path, "What is <Eileen> doing?", "--json")
-    assert json.loads(answer.stdout)["answer"].strip()
-    record("end_to_end", {"seconds": timings, "caption": caption})
+    assert "<Eileen>" in json.loads(answer.stdout)["answer"], answer.stdout  # answered about her, by name
+    record("end_to_end", {"seconds": timings, "captions": {p: t for p, (t, _) in captions.items()}})

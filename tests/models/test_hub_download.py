@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
+from tqdm import tqdm
 
 from myvlm_desktop.models import download, lookup, registry
 from myvlm_desktop.models.errors import ModelUnavailable
@@ -62,7 +64,8 @@ def test_cli_download_shows_progress_and_the_model_is_then_found(hub, tmp_path, 
     assert main(["--data-dir", str(data), "models", "download", SMOLVLM]) == 0
     size = sum(len(b) for n, b in hub.state.repos[SMOLVLM].files.items())
     drawn = terminal.getvalue()
-    assert "100%" in drawn and "2.11M/2.11M" in drawn, drawn[-500:]
+    shown = tqdm.format_sizeof(size)
+    assert "100%" in drawn and f"{shown}/{shown}" in drawn, drawn[-500:]
     path = Path(capsys.readouterr().out.strip().split(": ", 1)[1])
     assert (path / WEIGHTS).is_file() and "snapshots" in path.parts
     listed = myvlm(hub.env, "--data-dir", str(data), "models", "list", "--json")  # another process finds it
@@ -72,13 +75,12 @@ def test_cli_download_shows_progress_and_the_model_is_then_found(hub, tmp_path, 
 
 
 def test_a_connection_dropped_mid_file_resumes_with_a_range_request(hub, monkeypatch):
-    from huggingface_hub import constants
-
-    # huggingface_hub hands the body on in 10 MB chunks and resumes from the last whole one; the tiny weights
-    # (650 KB) need smaller chunks for a drop in the middle to leave anything to resume from
+    # the weights are written in CHUNK pieces; the tiny weights (2 MB) need smaller ones for a drop in the
+    # middle to leave anything to resume from
     chunk = 64 * 1024
-    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", chunk)
+    monkeypatch.setattr(download, "CHUNK", chunk)
     size = len(hub.state.repos[SMOLVLM].files[WEIGHTS])
+    assert size >= download.RANGED_MIN  # fetched by our ranged path, not huggingface_hub's
     hub.state.drop_after[WEIGHTS] = size // 2
     seen = []
     folder = download.from_hub(registry.spec(SMOLVLM), lambda done, total: seen.append((done, total)))
@@ -94,24 +96,49 @@ def test_a_connection_dropped_mid_file_resumes_with_a_range_request(hub, monkeyp
                       "refetched": sent - size, "chunk": chunk})
 
 
-def test_a_cancelled_download_keeps_finished_files_for_the_next_try(hub):
+def test_a_download_cancelled_mid_file_continues_from_its_partial_file(hub, monkeypatch):
+    from myvlm_desktop.vlm.generate import load_backend
+
+    chunk = 64 * 1024
+    monkeypatch.setattr(download, "CHUNK", chunk)
     model = registry.spec(SMOLVLM)
     files = hub.state.repos[SMOLVLM].files
+    size = len(files[WEIGHTS])
 
-    def cancel_in_the_weights(done, total):
-        if done > len(files[WEIGHTS]) // 3 and total > 0:
+    hub.state.pace[WEIGHTS] = 0.01  # a slow link, so the server's count is what went out before the cancel
+    def cancel_in_the_weights(done, total):  # what the dialog's Cancel and the CLI's progress raise
+        if done > size // 3:
             raise download.Cancelled
 
     with pytest.raises(download.Cancelled):
         download.from_hub(model, cancel_in_the_weights)
-    before = {n: hub.state.sent(n) for n in files}
-    download.from_hub(model)
-    again = {n: hub.state.sent(n) - before[n] for n in files}
-    assert lookup.locate(model) is not None
-    # huggingface_hub 2.x keeps the files that finished; a file cut by the cancel starts again from its beginning
-    record("cancel_resume", {"bytes_total": sum(map(len, files.values())),
-                             "served_in_cancelled_try": sum(before.values()),
-                             "fetched_on_resume": sum(again.values())})
+    partials = lookup.app_models_dir() / download.PARTIAL_DIR
+    kept = partials / f"{hashlib.sha256(files[WEIGHTS]).hexdigest()}.part"
+    kept_bytes = kept.stat().st_size
+    assert size // 3 < kept_bytes < size and kept.read_bytes() == files[WEIGHTS][:kept_bytes]
+    hub.state.pace.clear()
+    deadline = time.monotonic() + 10  # the server logs the cut reply once it notices the client hung up
+    while not any(h.path.endswith(WEIGHTS) and h.method == "GET" for h in hub.state.log) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first = {n: hub.state.sent(n) for n in files}
+    log_at = len(hub.state.log)
+    seen = []
+    folder = download.from_hub(model, lambda done, total: seen.append((done, total)))
+    again = {n: hub.state.sent(n) - first[n] for n in files}
+    gets = [h for h in hub.state.log[log_at:] if h.method == "GET" and h.path.endswith(WEIGHTS)]
+    assert [(h.range, h.status) for h in gets] == [(f"bytes={kept_bytes}-", 206)]
+    assert again[WEIGHTS] == size - kept_bytes < size  # the second try fetched only the rest
+    assert seen[0][0] == kept_bytes and seen[-1][0] == seen[-1][1] == sum(map(len, files.values()))
+    for name, data in files.items():
+        assert hashlib.sha256((folder / name).read_bytes()).digest() == hashlib.sha256(data).digest(), name
+    assert not any(partials.iterdir())  # the partial file became the cached file
+    backend = load_backend("smolvlm", SMOLVLM, device="cpu", dtype=torch.float32)
+    assert backend.caption(Image.new("RGB", (64, 64))).text == "A photo of a person."
+    record("cancel_resume", {"file_bytes": size, "kept_after_cancel": kept_bytes,
+                             "weights_served_first_try": first[WEIGHTS], "weights_sent_on_resume": again[WEIGHTS],
+                             "kept_bytes_sent_again": again[WEIGHTS] - (size - kept_bytes),
+                             "all_files_bytes": sum(map(len, files.values())),
+                             "sent_on_resume": sum(again.values())})
 
 
 def test_a_corrupted_or_truncated_file_is_detected_and_fetched_again(hub):
