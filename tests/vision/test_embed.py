@@ -69,6 +69,13 @@ def test_clip_with_its_weights_missing_says_so(tmp_path):
         get_image_embedder("clip", models_dir=tmp_path)
 
 
+def test_clip_files_that_do_not_load_say_which_folder(tmp_path):
+    folder = install(tmp_path)
+    (folder / "config.json").write_text("{ not json")
+    with pytest.raises(ModelUnavailable, match=f"clip-vit-b-32: its files do not load .*{folder.name}"):
+        get_image_embedder("clip", models_dir=tmp_path)
+
+
 def test_clip_gives_unit_vectors_of_its_projection_size(clip):
     photos = [data.astronaut(), data.camera(), data.coffee(), data.chelsea()]  # camera is grey
     vectors = clip.embed(photos)
