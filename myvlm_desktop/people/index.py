@@ -86,6 +86,14 @@ class VectorIndex:
     def exact(self) -> bool:
         return faiss.try_extract_index_ivf(self.index) is None
 
+    def fits(self, exact_limit: int = EXACT_LIMIT) -> bool:
+        """Whether the kind of index still suits its size: exact up to `exact_limit`, and lists that were
+        trained for at least a quarter of the vectors they now hold (else they have grown too long)."""
+        lists = faiss.try_extract_index_ivf(self.index)
+        if lists is None:
+            return self.size <= exact_limit
+        return self.size > exact_limit and lists.nlist >= list_count(self.size) // 2
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
@@ -122,6 +130,10 @@ class VectorIndex:
         return cls(index, index.d)
 
 
+def list_count(n: int) -> int:
+    return int(min(65536, max(64, 4 * math.sqrt(n))))
+
+
 def _trained_ivf(vectors: np.ndarray, nprobe: int) -> faiss.Index:
     """An IVF-Flat index: about 4 * sqrt(n) lists from k-means on a sample (`KMEANS`: points a list).
 
@@ -131,7 +143,7 @@ def _trained_ivf(vectors: np.ndarray, nprobe: int) -> faiss.Index:
     a 512-D set costs about what a 128-D one does; the distances it returns are exact.
     """
     n, dim = vectors.shape
-    nlist = int(min(65536, max(64, 4 * math.sqrt(n))))
+    nlist = list_count(n)
     points, iterations = KMEANS["full" if dim <= REDUCED_DIM else "reduced"]
     sample = vectors
     if n > nlist * points:  # training costs nlist^2 x points a list: a small sample keeps it to seconds
@@ -230,7 +242,7 @@ def cached_index(db: Database, source: Source, exact_limit: int = EXACT_LIMIT,
         ids, vectors = source.rows(conn, old["max_id"])
         if len(ids) and vectors.shape[1] == index.dim:
             index.add(ids, vectors)
-            if index.exact == (index.size <= exact_limit):
+            if index.fits(exact_limit):
                 _save(index, path, stamp_path, stamp)
                 return index
     if progress:

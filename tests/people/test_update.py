@@ -117,6 +117,20 @@ def test_an_unchanged_database_reuses_the_cached_index(library, monkeypatch):
     assert built
 
 
+def test_lists_are_trained_again_when_the_library_outgrows_them(library):
+    import faiss
+
+    db = library.db
+    add_people(db, [30] * 10)
+    source = face_source("dlib-test")
+    lists = faiss.try_extract_index_ivf(cached_index(db, source, exact_limit=50).index).nlist
+    assert lists == 69  # 4 * sqrt(300)
+    add_people(db, [30] * 10, seed=1)
+    assert faiss.try_extract_index_ivf(cached_index(db, source, exact_limit=50).index).nlist == lists  # appended
+    add_people(db, [100] * 7, seed=2)  # 1300 faces: 4 * sqrt(1300) = 144 lists would fit, over twice 69
+    assert faiss.try_extract_index_ivf(cached_index(db, source, exact_limit=50).index).nlist == 144
+
+
 def test_the_index_cache_is_appended_to_and_rebuilt(library):
     db = library.db
     add_people(db, [3, 3])
