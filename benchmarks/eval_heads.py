@@ -50,7 +50,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=500, help="linear head training steps (MyVLM: 500)")
     parser.add_argument("--review", type=int, default=5, help="simulated review answers per concept (0: none)")
     parser.add_argument("--face-engine", default="dlib")
-    parser.add_argument("--detector", default="hog", help="dlib's detector: hog | cnn | hog+cnn (cached faces)")
+    parser.add_argument("--detector", default="hog", help="dlib's detector: hog | mtcnn | hog+mtcnn | cnn | hog+cnn (cached faces)")
     parser.add_argument("--test-vector", choices=("stored", "whole", "max"), default="stored",
                         help="pets: a photo as the library stores it (whole frame + subject crops, "
                              "vision.embed.photo_vector), its whole frame only (the rule before), or "

@@ -13,7 +13,7 @@ from ..sizes import human_size
 from .common import CommandError, StderrProgress, emit, library, positive_int
 
 # as vision/faces.ENGINES and vision/embed.EMBEDDERS, which `myvlm --help` must not import
-FACE_ENGINES = ("auto", "dlib", "dlib+cnn", "dlib-cnn", "insightface")
+FACE_ENGINES = ("auto", "dlib", "dlib+mtcnn", "dlib+cnn", "dlib-cnn", "insightface")
 EMBEDDERS = ("sscd", "clip")
 
 

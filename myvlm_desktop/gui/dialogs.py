@@ -42,8 +42,9 @@ from .widgets import heading, muted
 from .workers import run_task
 
 LABELS = {
-    "face_engine": {"auto": "Automatic (InsightFace when installed and calibrated, else dlib)",
-                    "dlib": "dlib (offline, CPU)", "dlib+cnn": "dlib, CNN where HOG finds no face (finds more, slower)",
+    "face_engine": {"auto": "Automatic (InsightFace when installed and calibrated, else dlib with MTCNN)",
+                    "dlib": "dlib (offline, CPU)",
+                    "dlib+mtcnn": "dlib, MTCNN where HOG finds no face (finds more)", "dlib+cnn": "dlib, CNN where HOG finds no face (finds more, slower)",
                     "insightface": "InsightFace buffalo_l (best; downloads once)"},
     "embedder": {"sscd": "SSCD (offline)", "clip": "CLIP (downloads once)"},
     "vlm_backend": {"smolvlm": "SmolVLM (laptops, CPU)", "blip2": "BLIP-2", "llava": "LLaVA"},

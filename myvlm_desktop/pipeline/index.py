@@ -190,7 +190,7 @@ def pending(library: Library, engine_id: str | None, embedder_id: str | None) ->
 def _executor(engine, image_embedder, models_dir, workers: int, count: int) -> Executor:
     """Threads, or worker processes (spawned: safe beside the GUI's threads) when dlib would hold the GIL."""
     if engine is not None and not engine.releases_gil and workers > 1 and count >= PROCESS_MIN:
-        names = (engine.name, image_embedder.name if image_embedder else None)
+        names = (engine.setting, image_embedder.name if image_embedder else None)
         return ProcessPoolExecutor(min(workers, count), mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_process, initargs=(*names, str(models_dir)))
     return ThreadPoolExecutor(workers, thread_name_prefix="index")

@@ -10,7 +10,7 @@ from .. import config
 from ..library.db import Database, connect
 
 DEFAULT_SETTINGS: dict[str, Any] = {
-    "face_engine": "auto",      # auto | dlib | dlib+cnn | insightface
+    "face_engine": "auto",      # auto | dlib | dlib+mtcnn | dlib+cnn | insightface
     "embedder": "sscd",         # sscd | clip
     "vlm_backend": "smolvlm",   # smolvlm | blip2 | llava
     "vlm_model": "",            # a model name or folder; empty: the backend's default
@@ -19,7 +19,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "watch": True,              # follow the folders for new, changed and deleted files
 }
 CHOICES = {
-    "face_engine": ("auto", "dlib", "dlib+cnn", "insightface"),
+    "face_engine": ("auto", "dlib", "dlib+mtcnn", "dlib+cnn", "insightface"),
     "embedder": ("sscd", "clip"),
     "vlm_backend": ("smolvlm", "blip2", "llava"),
     "device": ("auto", "cuda", "mps", "cpu"),

@@ -67,7 +67,7 @@ def test_doctor_says_clip_is_uncalibrated(data_dir, capsys):
 def test_doctor_says_which_face_engine_and_why(data_dir, capsys):
     code, report = _json(capsys, "--data-dir", data_dir, "doctor", "--json")
     assert code == 0
-    assert report["face_engine"]["auto"] == "dlib"
+    assert report["face_engine"]["auto"] == "dlib+mtcnn"
     assert "insightface" in report["face_engine"]["reason"]
     assert report["face_engine"]["calibrated_thresholds"] == {"dlib-resnet_v1": 0.085, "insightface-buffalo_l": None}
     assert report["embedder"]["available"] is True

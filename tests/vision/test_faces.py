@@ -126,7 +126,7 @@ def test_auto_uses_dlib_without_insightface_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("INSIGHTFACE_HOME", raising=False)
     name, why = auto_choice(tmp_path / "models")
-    assert name == "dlib" and "insightface" in why and "not found" in why
+    assert name == "dlib+mtcnn" and "insightface" in why and "not found" in why  # MTCNN after HOG: see test_mtcnn
     assert get_face_engine("auto", models_dir=tmp_path / "models").name == "dlib"
     with pytest.raises(ModelUnavailable, match="myvlm models download insightface-buffalo_l"):
         get_face_engine("insightface", models_dir=tmp_path / "models")
@@ -153,7 +153,7 @@ def test_auto_keeps_dlib_until_insightface_is_calibrated(tmp_path, monkeypatch):
     for name in ("det_10g.onnx", "w600k_r50.onnx"):
         (folder / name).write_bytes(b"weights")
     name, why = auto_choice(models)
-    assert name == "dlib" and "uncalibrated" in why and "calibrate_faces.py" in why
+    assert name == "dlib+mtcnn" and "uncalibrated" in why and "calibrate_faces.py" in why
     # a damaged, foreign or absurd calibration file leaves it uncalibrated
     path = calibration_file("insightface-buffalo_l", models)
     path.parent.mkdir(parents=True)
@@ -161,7 +161,7 @@ def test_auto_keeps_dlib_until_insightface_is_calibrated(tmp_path, monkeypatch):
                  '{"engine": "insightface-buffalo_l", "threshold": -1}', '{"engine": "insightface-buffalo_l"}'):
         path.write_text(text)
         assert calibrated_threshold("insightface-buffalo_l", models) is None
-        assert auto_choice(models)[0] == "dlib"
+        assert auto_choice(models)[0] == "dlib+mtcnn"
     with pytest.raises(ValueError, match="between 0 and 2"):
         save_calibration("insightface-buffalo_l", 3.0, {}, models)
     save_calibration("insightface-buffalo_l", 0.42, {"pairs": 10}, models)
@@ -180,8 +180,8 @@ def test_the_cascade_asks_the_cnn_only_where_hog_found_nothing():
 
     from myvlm_desktop.vision.faces import DlibEngine
 
-    with pytest.raises(ValueError, match="hog, cnn, hog\\+cnn"):
-        DlibEngine(detector="mtcnn")
+    with pytest.raises(ValueError, match="hog, cnn, hog\\+cnn, mtcnn, hog\\+mtcnn"):
+        DlibEngine(detector="opencv")
     hog, cascade = DlibEngine(detector="hog"), get_face_engine("dlib+cnn")
     assert cascade.detector == "hog+cnn" and cascade.engine_id == hog.engine_id  # same vectors: nothing to redo
     upright = data.astronaut()

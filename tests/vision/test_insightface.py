@@ -24,7 +24,7 @@ def engine(models):
 
 
 def test_auto_prefers_insightface_when_its_weights_are_there_and_calibrated(models, engine):
-    assert auto_choice(models)[0] == "dlib" and "uncalibrated" in auto_choice(models)[1]
+    assert auto_choice(models)[0] == "dlib+mtcnn" and "uncalibrated" in auto_choice(models)[1]
     assert engine.threshold == INSIGHTFACE_THRESHOLD  # Immich's figure until measured here
     save_calibration("insightface-buffalo_l", 0.45, {}, models)
     assert auto_choice(models) == ("insightface", "insightface buffalo_l weights found, threshold calibrated")
