@@ -11,9 +11,15 @@ own captions are noise), and generation is forced to a caption's length with min
 
 On a shared CPU, time fewer steps and extrapolate: --measure 10 times 10 steps and reports the total for
 --steps (the JSON says so in "measured_steps"). The JSON also holds the process's CPU time and the load
-average: on an oversubscribed machine, several threads wait on each other (use --threads 1 there). seconds_total = building the vision bank (cached runs)
-+ steps x seconds_per_step. The goals (2 CPU cores): SmolVLM 100 steps <= 90 s and a caption <= 1.5 s;
-BLIP-2 100 steps <= 10 min.
+average: on an oversubscribed machine, several threads wait on each other (use --threads 1 there).
+seconds_total = building the vision bank + the prompt starts' keys and values (`prefix`, once per bank view)
++ the first step + (steps - 1) x seconds_per_step: the wall clock of a training job after its targets.
+--compare also times steps that run the whole sequence (no cached prompt start), interleaved step by step with
+the cached ones, and reports the ratio. --skip-captions leaves out the caption timings.
+
+    nice python benchmarks/bench_train.py --steps 100 --skip-captions --compare   # training only, both paths
+
+The goals (2 CPU cores): SmolVLM 100 steps <= 60 s; BLIP-2 100 steps <= 10 min.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from myvlm_desktop.vlm.backends import BACKENDS
 from myvlm_desktop.vlm.concept import ConceptVector
 from myvlm_desktop.vlm.testing import build_processor, build_tokenizer, random_model, real_size_config
-from myvlm_desktop.vlm.train import ConceptTrainer, Sample, TrainSettings
+from myvlm_desktop.vlm.train import ConceptTrainer, Sample, TrainSettings, build_bank
 
 SHARED_PHOTOS = ROOT.parent / "shared" / "data" / "pets_dreambooth" / "dog"
 TARGETS = ["<sks> is sitting on the grass in front of a wooden fence on a sunny day",
@@ -84,12 +91,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--no-prefix", action="store_true", help="run the whole sequence at every step")
+    parser.add_argument("--compare", action="store_true",
+                        help="also time whole-sequence steps, interleaved with the cached-prefix ones")
+    parser.add_argument("--skip-captions", action="store_true", help="time training only")
     args = parser.parse_args()
     if args.backend != "smolvlm" and not args.big:
         parser.error(f"a real-size {args.backend} needs several GB of RAM: add --big")
     torch.set_num_threads(args.threads)
     variant = args.variant or {"blip2": "flan-t5-xl"}.get(args.backend, "default")
-    measured = min(args.measure or args.steps, args.steps)
+    measured = max(2, min(args.measure or args.steps, args.steps))
 
     t = time.perf_counter()
     backend = build(args.backend, variant, getattr(torch, args.dtype))
@@ -97,35 +108,34 @@ def main() -> None:
     images = photos()
     settings = TrainSettings(steps=args.steps, cached=not args.no_cache, views=args.views)
 
-    t, cpu = time.perf_counter(), time.process_time()
-    trainer = ConceptTrainer(backend, images, samples(backend, len(images)), settings)
-    bank_seconds, bank_cpu = time.perf_counter() - t, time.process_time() - cpu
-    with backend.recording_attentions():
-        trainer.train_step()  # warm-up (allocations, kernel choice); not counted
-        t, cpu = time.perf_counter(), time.process_time()
-        for _ in range(measured):
-            trainer.train_step()
-        per_step, step_cpu = (time.perf_counter() - t) / measured, (time.process_time() - cpu) / measured
-    print(f"bank {bank_seconds:.1f} s, {per_step:.2f} s/step over {measured} steps", flush=True)
+    steps = train_timings(backend, images, settings, measured, not args.no_prefix, args.compare)
+    trainer = steps.pop("trainer")
+    per_step = steps["seconds_per_step"]
+    total = steps["bank_seconds"] + steps["prefix_seconds"] + steps["first_step_seconds"] + per_step * (args.steps - 1)
+    print(f"{args.steps} steps: {total:.1f} s = bank {steps['bank_seconds']:.1f} s + prefix "
+          f"{steps['prefix_seconds']:.1f} s + first step {steps['first_step_seconds']:.2f} s + {args.steps - 1} x "
+          f"{per_step:.3f} s/step (over {measured - 1} steps; load {os.getloadavg()[0]:.1f})", flush=True)
+    if args.compare:
+        print(f"whole-sequence steps: {steps['compare']['seconds_per_step_whole']:.3f} s/step, cached prefix / whole "
+              f"= {steps['compare']['ratio']:.2f}", flush=True)
 
+    caption_seconds = caption_cpu = None
     concept = ConceptVector("Sks", "<sks>", "pet", trainer.vector.detach(), backend.name)
-    backend.caption(images[0], [concept], max_new_tokens=4, min_new_tokens=4)  # warm-up
-    t, cpu = time.perf_counter(), time.process_time()
-    backend.caption(images[1], [concept], max_new_tokens=20, min_new_tokens=20)
-    caption_seconds, caption_cpu = time.perf_counter() - t, time.process_time() - cpu
+    if not args.skip_captions:
+        backend.caption(images[0], [concept], max_new_tokens=4, min_new_tokens=4)  # warm-up
+        t, cpu = time.perf_counter(), time.process_time()
+        backend.caption(images[1], [concept], max_new_tokens=20, min_new_tokens=20)
+        caption_seconds, caption_cpu = time.perf_counter() - t, time.process_time() - cpu
 
     result = {"backend": args.backend, "steps": args.steps, "cached": not args.no_cache,
-              "seconds_total": round(bank_seconds + per_step * args.steps, 2),
-              "seconds_per_step": round(per_step, 3), "caption_seconds": round(caption_seconds, 3),
-              "bank_seconds": round(bank_seconds, 2), "measured_steps": measured, "variant": variant,
+              "seconds_total": round(total, 2), **steps, "measured_steps": measured, "variant": variant,
+              "caption_seconds": None if caption_seconds is None else round(caption_seconds, 3),
               "dtype": args.dtype, "threads": args.threads, "batch_size": settings.batch_size,
               "views": settings.views if settings.cached else None, "caption_tokens": 20,
-              # CPU time the process used (all its threads): on a CPU shared with other work, wall time
-              # overstates; with --threads 1 these are what the same run takes on one idle core
-              "cpu_seconds": {"bank": round(bank_cpu, 2), "per_step": round(step_cpu, 3),
-                              "caption": round(caption_cpu, 3)},
               "load_average": [round(x, 2) for x in os.getloadavg()]}
-    if args.backend == "smolvlm":
+    if caption_cpu is not None:
+        result["cpu_seconds"]["caption"] = round(caption_cpu, 3)
+    if args.backend == "smolvlm" and not args.skip_captions:
         result["caption_detail"] = detail_figures(backend, images[1], concept)
     if args.backend == "llava" and args.big:
         result["training_memory_estimate"] = llava_memory_estimate(settings.batch_size)
@@ -134,6 +144,59 @@ def main() -> None:
     out = args.out or ROOT / "benchmarks" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
+
+
+def train_timings(backend, images, settings: TrainSettings, measured: int, prefix: bool, compare: bool) -> dict:
+    """Seconds for the bank, the prompt starts' keys and values, the first step and `measured` - 1 more steps.
+
+    With `compare`, a second trainer on the same bank runs the whole sequence at every step, alternating with the
+    first step by step (order swapped every step), so both see the same machine load."""
+    bank, (bank_seconds, bank_cpu) = None, (0.0, 0.0)
+    if settings.cached:
+        bank = timed(build_bank, backend, images, settings.views, settings.seed)
+        bank_seconds, bank_cpu = timed.last
+    main = ConceptTrainer(backend, images, samples(backend, len(images)), replace(settings, prefix=prefix), bank)
+    trainers = {"prefix": main}
+    if compare:
+        trainers["whole"] = ConceptTrainer(backend, images, main.samples, replace(settings, prefix=False), main.bank)
+    timed(main.prepare)
+    prefix_seconds, prefix_cpu = timed.last
+    walls: dict[str, list[float]] = {name: [] for name in trainers}
+    cpus: dict[str, list[float]] = {name: [] for name in trainers}
+    with backend.recording_attentions():  # as ConceptTrainer.run
+        for name, trainer in trainers.items():
+            timed(trainer.train_step)
+            walls[name].append(timed.last[0])
+            cpus[name].append(timed.last[1])
+        for i in range(measured - 1):
+            for name in (list(trainers) if i % 2 == 0 else list(trainers)[::-1]):
+                timed(trainers[name].train_step)
+                walls[name].append(timed.last[0])
+                cpus[name].append(timed.last[1])
+    mean = lambda xs: sum(xs) / max(1, len(xs))  # noqa: E731
+    out = {"trainer": main, "bank_seconds": round(bank_seconds, 2), "prefix_seconds": round(prefix_seconds, 2),
+           "first_step_seconds": round(walls["prefix"][0], 3), "seconds_per_step": round(mean(walls["prefix"][1:]), 3),
+           "prefix": main.uses_prefix,
+           # CPU time the process used (all its threads): on a CPU shared with other work, wall time
+           # overstates; with --threads 1 these are what the same run takes on one idle core
+           "cpu_seconds": {"bank": round(bank_cpu, 2), "prefix": round(prefix_cpu, 2),
+                           "per_step": round(mean(cpus["prefix"][1:]), 3)}}
+    if compare:
+        whole = mean(walls["whole"][1:])
+        out["compare"] = {"seconds_per_step_whole": round(whole, 3), "first_step_whole": round(walls["whole"][0], 3),
+                          "cpu_per_step_whole": round(mean(cpus["whole"][1:]), 3),
+                          "ratio": round(mean(walls["prefix"][1:]) / whole, 3),
+                          "cpu_ratio": round(mean(cpus["prefix"][1:]) / mean(cpus["whole"][1:]), 3),
+                          "losses": {name: t.losses for name, t in trainers.items()}}
+    return out
+
+
+def timed(fn, *args):
+    """fn(*args), keeping (wall seconds, CPU seconds) in timed.last."""
+    t, cpu = time.perf_counter(), time.process_time()
+    result = fn(*args)
+    timed.last = (time.perf_counter() - t, time.process_time() - cpu)
+    return result
 
 
 # -- caption detail (SmolVLM) and LLaVA training memory: separate from the timing above ------------------------

@@ -138,6 +138,7 @@ def _found_faces(path: str, engine_name: str, models_dir: Path) -> dict:
 def doctor(args) -> None:
     from ..models.registry import list_models
     from ..vision.calibration import calibrated_threshold
+    from ..vision.embed import CLIP_MODELS, clip_engine_id
     from ..vision.faces import auto_choice
 
     models_dir = _models_dir(args)
@@ -145,10 +146,12 @@ def doctor(args) -> None:
     models = list_models(models_dir)
     available = {m["name"]: m for m in models}
     thresholds = {e: calibrated_threshold(e, models_dir) for e in ("dlib-resnet_v1", "insightface-buffalo_l")}
+    clip = {"available": available[CLIP_MODELS[0]]["available"],
+            "calibrated_threshold": calibrated_threshold(clip_engine_id(), models_dir)}
     report = {
         "face_engine": {"auto": engine, "reason": why, "calibrated_thresholds": thresholds},
         "embedder": {"default": "sscd", "available": available["sscd"]["available"],
-                     "reason": available["sscd"].get("reason")},
+                     "reason": available["sscd"].get("reason"), "clip": clip},
         "onnxruntime": _onnxruntime(),
         "dlib": _dlib(),
         "models_dir": str(models_dir),
@@ -158,7 +161,9 @@ def doctor(args) -> None:
     }
     text = [f"faces: {engine} ({why})",
             "face thresholds: " + ", ".join(f"{e} {'uncalibrated' if t is None else t}" for e, t in thresholds.items()),
-            f"image embeddings: sscd {'ready' if report['embedder']['available'] else 'missing'}",
+            f"image embeddings: sscd {'ready' if report['embedder']['available'] else 'missing'}, "
+            f"clip {'ready' if clip['available'] else 'not downloaded'} "
+            f"({'uncalibrated: its grouping distance was never measured on photos here' if clip['calibrated_threshold'] is None else 'calibrated'})",
             f"onnxruntime {report['onnxruntime'].get('version')}: {', '.join(report['onnxruntime'].get('providers', []))}",
             f"dlib {report['dlib'].get('version')}",
             f"models folder: {models_dir}",

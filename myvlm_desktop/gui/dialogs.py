@@ -46,7 +46,7 @@ LABELS = {
                     "dlib": "dlib (offline, CPU)",
                     "dlib+mtcnn": "dlib, MTCNN where HOG finds no face (finds more)", "dlib+cnn": "dlib, CNN where HOG finds no face (finds more, slower)",
                     "insightface": "InsightFace buffalo_l (best; downloads once)"},
-    "embedder": {"sscd": "SSCD (offline)", "clip": "OpenCLIP (best; downloads once)"},
+    "embedder": {"sscd": "SSCD (offline)", "clip": "CLIP (downloads once)"},
     "vlm_backend": {"smolvlm": "SmolVLM (laptops, CPU)", "blip2": "BLIP-2", "llava": "LLaVA"},
     "device": {"auto": "Automatic", "cuda": "NVIDIA GPU (CUDA)", "mps": "Apple GPU (MPS)", "cpu": "CPU"},
     "caption_detail": {"auto": "By device (detailed on a GPU)", "fast": "Fast (one view of the photo)",

@@ -309,7 +309,7 @@ def download_in_turn(window, names: list[str], models_dir: Path) -> None:
 
 
 ENGINE_MODELS = {("face_engine", "insightface"): ("insightface-buffalo_l", "Finds and recognises faces (InsightFace)."),
-                 ("embedder", "clip"): ("clip-vit-b-32", "Recognises pets and things in whole photos (OpenCLIP).")}
+                 ("embedder", "clip"): ("clip-vit-b-32", "Recognises pets and things in whole photos (CLIP).")}
 
 
 def after_settings(window, session, changed: dict) -> None:

@@ -33,8 +33,8 @@ CHUNK = 1 << 20
 RANGED_MIN = 1 << 20  # hub files from this size up are fetched here, resumably (see the module's docstring)
 RETRIES = 3  # dropped connections continued within one try, from the partial file
 PARTIAL_DIR = ".partial"  # in the models folder: <LFS SHA-256>.part, one per large file being fetched
-# What a transformers / open_clip model needs; skips the duplicate PyTorch .bin weights hub repos also carry.
-HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "open_clip_pytorch_model.bin"]
+# What a transformers model needs; skips the duplicate PyTorch / TF / Flax weights hub repos also carry.
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
 
 
 class DownloadError(Exception):

@@ -103,5 +103,4 @@ def _weights_present(folder: Path) -> bool:
         except (OSError, ValueError, KeyError, AttributeError):
             return False
         return bool(shards) and all((folder / shard).is_file() for shard in shards)
-    candidates = [*folder.glob("*.safetensors"), *folder.glob("open_clip_pytorch_model.bin")]
-    return any(path.is_file() for path in candidates)
+    return any(path.is_file() for path in folder.glob("*.safetensors"))

@@ -63,8 +63,8 @@ ARCFACE = ClusterParams(min_faces=2, max_distance=0.5, neighbours=16, suggest_di
 # index stores, vision.embed.photo_vector): pairwise F1 0.42 at 0.6, 0.58 at 0.65 (precision 1.0, 9
 # groups); precision falls beyond. With whole-frame vectors it was 0.35 at 0.6 (eval_pet_groups.py).
 SSCD = ClusterParams(min_faces=2, max_distance=0.65, neighbours=16, suggest_distance=0.7)
-# OpenCLIP image features (the "clip" embedder): NOT calibrated, its weights cannot be fetched here. CLIP
-# places photos of one subject in one scene at cosine similarity ~0.85-0.95; 0.15 keeps to that.
+# CLIP image features (the "clip" embedder, OpenAI ViT-B/32): NOT calibrated, its weights cannot be fetched
+# here. CLIP places photos of one subject in one scene at cosine similarity ~0.85-0.95; 0.15 keeps to that.
 CLIP = ClusterParams(min_faces=2, max_distance=0.15, neighbours=16, suggest_distance=0.2)
 
 

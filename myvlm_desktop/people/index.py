@@ -6,15 +6,23 @@ neighbours.
 
 Embeddings are L2-normalised, so the inner product is the cosine similarity and the cosine distance is
 `1 - ip`. Up to `EXACT_LIMIT` vectors the index is exact (`IndexFlatIP`); beyond, an inverted file
-(`IndexIVFFlat` over spherical k-means lists, `faiss.Kmeans(spherical=True)` on a sample) scanned
-`NPROBE` lists at a time. The limit is set by the whole-set search a full run makes: exact costs n^2
-similarities (3 s at 20k on two shared cores), the lists a few percent of that; building an HNSW graph
-of a million vectors takes minutes on two cores, training the lists seconds.
+(`IndexIVFFlat` over k-means lists trained on a sample) scanned `NPROBE` lists at a time. The limit is set
+by the whole-set search a full run makes: exact costs n^2 similarities (3 s at 20k on two shared cores),
+the lists a few percent of that; building an HNSW graph of a million vectors takes minutes on two cores,
+training the lists seconds. Above `REDUCED_DIM` dimensions (ArcFace, SSCD, CLIP: 512) the lists hold a
+PCA projection to 128-D and `IndexRefineFlat` re-ranks twice k candidates on the full vectors: scanning
+lists costs in proportion to the dimension, and this keeps a 512-D set near the cost of a 128-D one, with
+exact distances in the answer.
 
-benchmarks/bench_cluster.py, a million synthetic 128-D faces, in CPU seconds (two cores shared with other
-work): 126 s, pairwise F1 1.0. The hand-written numpy list search this replaced (one BLAS product per list
-for all the queries probing it) took 82 s at the same F1: 1.5x faster, not the 2x that would justify a
-second engine whose neighbours differ from those of the incremental runs.
+benchmarks/bench_cluster.py, a million synthetic faces, in CPU seconds (two cores, shared with other work
+at the load average given; wall time follows the load, CPU time much less):
+- 128-D: 118 CPU-s, 61 s wall at load 2, pairwise F1 1.0. The hand-written numpy list search this replaced
+  (one BLAS product per list for all the queries probing it) took 82 CPU-s at the same F1: 1.5x faster,
+  not the 2x that would justify a second engine whose neighbours differ from those of the incremental runs.
+- 512-D, lists on the full vectors: 348 CPU-s, 184 s wall at load 2, F1 0.9997. With the PCA-128 lists and
+  exact re-ranking: 174 CPU-s at load 6 (128-D in the same run: 127 CPU-s), F1 0.9996; at 1.9 CPU-s per
+  wall second (the quiet 128-D run) about 90 s wall. The hand-written search did 68 s wall (F1 0.9999):
+  about 1.3x faster, under the 2x rule.
 
 The cache (`<data_dir>/index/<name>.faiss` + `.json`) is only a cache: the stamp is the row count and the
 largest row id of the embeddings it holds; when rows were only added the new ones are appended, any other
@@ -40,6 +48,13 @@ EXACT_LIMIT = 20_000
 # 99.2% of the neighbours within the clustering distance (8: 99.8%, at twice the search time), and the
 # clusters come out the same (bench_cluster.py: F1 1.0).
 NPROBE, NPROBE_LARGE, NPROBE_LIMIT = 8, 4, 200_000
+# Above REDUCED_DIM dimensions the lists are searched in a PCA projection and the candidates (K_FACTOR x k)
+# re-ranked on the full vectors; see _trained_ivf.
+REDUCED_DIM, K_FACTOR = 128, 2.0
+# k-means of the lists: (sample points a list, iterations), for the vectors themselves and for a projection.
+# At 1M x 512-D, 20 points and 6 iterations cost 14 CPU-s instead of 37 at the same F1 (0.99964 / 0.99965);
+# at 1M x 128-D they saved 10 CPU-s but F1 fell from 1.0 to 0.99998, so full vectors keep 40 and 8.
+KMEANS = {"full": (40, 8), "reduced": (20, 6)}
 SEARCH_BATCH = 8192
 
 
@@ -69,7 +84,15 @@ class VectorIndex:
 
     @property
     def exact(self) -> bool:
-        return not isinstance(faiss.downcast_index(self.index), faiss.IndexIVF)
+        return faiss.try_extract_index_ivf(self.index) is None
+
+    def fits(self, exact_limit: int = EXACT_LIMIT) -> bool:
+        """Whether the kind of index still suits its size: exact up to `exact_limit`, and lists that were
+        trained for at least a quarter of the vectors they now hold (else they have grown too long)."""
+        lists = faiss.try_extract_index_ivf(self.index)
+        if lists is None:
+            return self.size <= exact_limit
+        return self.size > exact_limit and lists.nlist >= list_count(self.size) // 2
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
@@ -84,10 +107,12 @@ class VectorIndex:
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         if not self.size or not len(queries):
             return dist, ids
+        l2 = self.index.metric_type == faiss.METRIC_L2
         for start in range(0, len(queries), SEARCH_BATCH):
             sims, found = self.index.search(queries[start:start + SEARCH_BATCH], k)
             part = slice(start, start + len(found))
-            dist[part] = np.where(found >= 0, 1.0 - sims, np.inf)
+            cosine = sims / 2 if l2 else 1.0 - sims  # |a - b|^2 = 2 - 2 cos for unit vectors
+            dist[part] = np.where(found >= 0, cosine, np.inf)
             ids[part] = found
         return dist, ids
 
@@ -105,21 +130,45 @@ class VectorIndex:
         return cls(index, index.d)
 
 
+def list_count(n: int) -> int:
+    return int(min(65536, max(64, 4 * math.sqrt(n))))
+
+
 def _trained_ivf(vectors: np.ndarray, nprobe: int) -> faiss.Index:
-    """An IVF-Flat index: about 4 * sqrt(n) lists from spherical k-means on a sample (40 points a list)."""
+    """An IVF-Flat index: about 4 * sqrt(n) lists from k-means on a sample (`KMEANS`: points a list).
+
+    Up to `REDUCED_DIM` dimensions the lists hold the vectors themselves (inner product, spherical
+    k-means). Above, they hold a PCA projection to `REDUCED_DIM` (L2, which for unit vectors ranks as the
+    cosine does) and `IndexRefineFlat` re-ranks `K_FACTOR` x k candidates exactly on the full vectors, so
+    a 512-D set costs about what a 128-D one does; the distances it returns are exact.
+    """
     n, dim = vectors.shape
-    nlist = int(min(65536, max(64, 4 * math.sqrt(n))))
+    nlist = list_count(n)
+    points, iterations = KMEANS["full" if dim <= REDUCED_DIM else "reduced"]
     sample = vectors
-    if n > nlist * 40:  # training costs nlist^2 x points a list: a small sample keeps it to seconds
+    if n > nlist * points:  # training costs nlist^2 x points a list: a small sample keeps it to seconds
         rng = np.random.default_rng(0)
-        sample = vectors[np.sort(rng.choice(n, nlist * 40, replace=False))]
-    kmeans = faiss.Kmeans(dim, nlist, niter=8, spherical=True, seed=1, max_points_per_centroid=40)
-    kmeans.train(np.ascontiguousarray(sample))
-    quantizer = faiss.IndexFlatIP(dim)
+        sample = vectors[np.sort(rng.choice(n, nlist * points, replace=False))]
+    sample = np.ascontiguousarray(sample)
+    if dim <= REDUCED_DIM:
+        kmeans = faiss.Kmeans(dim, nlist, niter=iterations, spherical=True, seed=1, max_points_per_centroid=points)
+        kmeans.train(sample)
+        quantizer = faiss.IndexFlatIP(dim)
+        quantizer.add(kmeans.centroids)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)  # trained: it has the lists
+        index.nprobe = nprobe
+        return index  # faiss's Python wrapper keeps the quantizer alive with the index
+    pca = faiss.PCAMatrix(dim, REDUCED_DIM)
+    pca.train(sample)
+    kmeans = faiss.Kmeans(REDUCED_DIM, nlist, niter=iterations, seed=1, max_points_per_centroid=points)
+    kmeans.train(pca.apply(sample))
+    quantizer = faiss.IndexFlatL2(REDUCED_DIM)
     quantizer.add(kmeans.centroids)
-    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)  # trained: it has the lists
-    index.nprobe = nprobe
-    return index  # faiss's Python wrapper keeps the quantizer alive with the index
+    lists = faiss.IndexIVFFlat(quantizer, REDUCED_DIM, nlist, faiss.METRIC_L2)
+    lists.nprobe = nprobe
+    refined = faiss.IndexRefineFlat(faiss.IndexPreTransform(pca, lists))
+    refined.k_factor = K_FACTOR
+    return faiss.IndexIDMap2(refined)  # the refine step numbers vectors 0..n-1; the map gives our ids
 
 
 # -- the cache beside the database ---------------------------------------------------------------------
@@ -187,13 +236,13 @@ def cached_index(db: Database, source: Source, exact_limit: int = EXACT_LIMIT,
     conn = db.read()
     stamp = source.stamp(conn)
     index, old = _load_cached(path, stamp_path)
-    if index is not None and old == stamp:
-        return index
+    if index is not None and all(old.get(key) == value for key, value in stamp.items()):
+        return index  # the stored stamp also says the dimension and kind of the index
     if index is not None and _only_added(old, stamp, source, conn):
         ids, vectors = source.rows(conn, old["max_id"])
         if len(ids) and vectors.shape[1] == index.dim:
             index.add(ids, vectors)
-            if index.exact == (index.size <= exact_limit):
+            if index.fits(exact_limit):
                 _save(index, path, stamp_path, stamp)
                 return index
     if progress:
@@ -206,9 +255,10 @@ def cached_index(db: Database, source: Source, exact_limit: int = EXACT_LIMIT,
 
 def _load_cached(path: Path, stamp_path: Path) -> tuple[VectorIndex | None, dict | None]:
     try:
-        return VectorIndex.load(path), json.loads(stamp_path.read_text())
+        index, stamp = VectorIndex.load(path), json.loads(stamp_path.read_text())
     except (OSError, RuntimeError, ValueError):
         return None, None  # missing or damaged: rebuilt from the database
+    return (index, stamp) if isinstance(stamp, dict) else (None, None)
 
 
 def _only_added(old: dict, new: dict, source: Source, conn) -> bool:

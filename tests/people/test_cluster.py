@@ -1,6 +1,7 @@
 """The clustering algorithm on vectors: DBSCAN's answer, fixed clusters, rejections, waiting faces."""
 
 import numpy as np
+import pytest
 from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
@@ -9,8 +10,8 @@ from myvlm_desktop.people.index import VectorIndex
 from tests.people.helpers import faces_of, identities, unit
 
 
-def blobs(sizes, seed=0, spread=0.012):
-    centers = identities(len(sizes), seed)
+def blobs(sizes, seed=0, spread=0.012, dim=128):
+    centers = identities(len(sizes), seed, dim)
     vectors = np.concatenate([faces_of(centers[i], n, seed + i, spread) for i, n in enumerate(sizes)])
     truth = np.repeat(np.arange(len(sizes)), sizes)
     return vectors, truth
@@ -75,13 +76,26 @@ def test_lonely_faces_wait_and_pairs_form_clusters():
     assert labels.tolist() == [0, 0, -1]
 
 
-def test_ivf_index_finds_the_same_clusters():
-    vectors, truth = blobs([30] * 40, seed=2)
+# 512-D: ArcFace-like faces (pair distance ~0.3, bound 0.5), searched in a PCA projection and re-ranked
+@pytest.mark.parametrize(("dim", "spread", "params"), [(128, 0.012, DLIB), (512, 0.029, ARCFACE)])
+def test_ivf_index_finds_the_same_clusters(dim, spread, params):
+    vectors, truth = blobs([30] * 40, seed=2, spread=spread, dim=dim)
     ids = np.arange(len(vectors))
-    exact = cluster_all(vectors, DLIB)
-    approx = cluster_all(vectors, DLIB, VectorIndex.build(ids, vectors, exact_limit=100))
-    assert not VectorIndex.build(ids, vectors, exact_limit=100).exact
+    exact = cluster_all(vectors, params)
+    index = VectorIndex.build(ids, vectors, exact_limit=100)
+    approx = cluster_all(vectors, params, index)
+    assert not index.exact
     assert adjusted_rand_score(exact, approx) == 1.0 and adjusted_rand_score(truth, exact) == 1.0
+
+
+def test_the_reduced_search_returns_exact_cosine_distances_and_our_ids():
+    vectors, truth = blobs([30] * 40, seed=4, spread=0.029, dim=512)
+    ids = np.arange(len(vectors)) * 7 + 1000
+    dist, found = VectorIndex.build(ids, vectors, exact_limit=100).search(vectors[:50], 5)
+    at = (found - 1000) // 7
+    assert (found[:, 0] == ids[:50]).all() and (truth[at] == truth[:50, None]).all()  # itself, then its own person
+    exact = 1 - np.einsum("qd,qkd->qk", vectors[:50], vectors[at])
+    assert np.allclose(dist, exact, atol=1e-5) and (np.diff(dist, axis=1) >= 0).all()  # re-ranked on full vectors
 
 
 def test_thresholds_per_engine():

@@ -1,12 +1,13 @@
 """Clustering the library: incremental runs, full runs that keep the user's decisions, engine changes."""
 
 import numpy as np
+import pytest
 
 from myvlm_desktop.library.db import now, to_blob
 from myvlm_desktop.people import listing, ops
 from myvlm_desktop.people.index import cached_index, face_source, index_dir
 from myvlm_desktop.people.update import cluster_faces, cluster_images
-from tests.people.helpers import add_faces, add_people, add_photo, clusters_of, faces_of, identities
+from tests.people.helpers import ENGINE, add_faces, add_people, add_photo, clusters_of, faces_of, identities
 
 
 def test_incremental_runs_place_new_faces_and_keep_the_old_places(library):
@@ -100,6 +101,36 @@ def test_decisions_follow_faces_to_a_new_engine(library):
     assert clusters_of(db, new_ids[5:6]) == clusters_of(db, people[1][:1])  # the split-off face too
 
 
+def test_an_unchanged_database_reuses_the_cached_index(library, monkeypatch):
+    from myvlm_desktop.people.index import VectorIndex
+
+    db = library.db
+    add_people(db, [3, 3])
+    source = face_source("dlib-test")
+    cached_index(db, source)
+    built = []
+    monkeypatch.setattr(VectorIndex, "build", classmethod(lambda cls, *args, **kw: built.append(1)))
+    assert cached_index(db, source).size == 6 and not built
+    (index_dir(db) / "faces-dlib-test.json").write_text("[1, 2]")  # a stamp that is not one: rebuilt
+    with pytest.raises(AttributeError):  # the stub above builds nothing
+        cached_index(db, source)
+    assert built
+
+
+def test_lists_are_trained_again_when_the_library_outgrows_them(library):
+    import faiss
+
+    db = library.db
+    add_people(db, [30] * 10)
+    source = face_source("dlib-test")
+    lists = faiss.try_extract_index_ivf(cached_index(db, source, exact_limit=50).index).nlist
+    assert lists == 69  # 4 * sqrt(300)
+    add_people(db, [30] * 10, seed=1)
+    assert faiss.try_extract_index_ivf(cached_index(db, source, exact_limit=50).index).nlist == lists  # appended
+    add_people(db, [100] * 7, seed=2)  # 1300 faces: 4 * sqrt(1300) = 144 lists would fit, over twice 69
+    assert faiss.try_extract_index_ivf(cached_index(db, source, exact_limit=50).index).nlist == 144
+
+
 def test_the_index_cache_is_appended_to_and_rebuilt(library):
     db = library.db
     add_people(db, [3, 3])
@@ -151,11 +182,13 @@ def test_a_large_run_reads_all_vectors_at_once_and_agrees(library, monkeypatch):
     assert (index_dir(db) / "faces-dlib-test.faiss").exists()  # the index incremental runs use next
 
 
-def test_full_and_incremental_runs_see_the_same_neighbours(library, monkeypatch):
+# 512-D: ArcFace-like faces, whose IVF lists hold a PCA projection and whose candidates are re-ranked
+@pytest.mark.parametrize(("engine", "dim", "spread"), [(ENGINE, 128, 0.012), ("arcface-test", 512, 0.029)])
+def test_full_and_incremental_runs_see_the_same_neighbours(library, monkeypatch, engine, dim, spread):
     from myvlm_desktop.people import update
 
     db = library.db
-    add_people(db, [30] * 8 + [1] * 10, seed=3)
+    add_people(db, [30] * 8 + [1] * 10, seed=3, engine=engine, dim=dim, spread=spread)
     seen = []
 
     def spy(index, free_ids, free_vectors, params, *args, neighbours=None, **kwargs):
@@ -166,7 +199,8 @@ def test_full_and_incremental_runs_see_the_same_neighbours(library, monkeypatch)
     monkeypatch.setattr(update, "cluster_items", spy)
     monkeypatch.setattr(update, "BULK_MIN", 0)  # whole-set runs read every vector in one scan
     assert cluster_faces(db, exact_limit=50)["search"] == "ivf"  # 250 faces > 50: FAISS IVF lists
-    new = add_faces(db, faces_of(identities(8, 3)[0], 3, seed=60)) + add_faces(db, identities(2, 99))
+    new = (add_faces(db, faces_of(identities(8, 3, dim)[0], 3, seed=60, spread=spread), engine)
+           + add_faces(db, identities(2, 99, dim), engine))
     monkeypatch.setattr(update, "BULK_MIN", 10_000)  # an incremental run: the new faces, read by id
     cluster_faces(db, exact_limit=50)
     monkeypatch.setattr(update, "BULK_MIN", 0)

@@ -158,3 +158,59 @@ def test_without_the_bank_each_step_encodes_fresh_views(tiny_backend, concept_ph
     assert trainer.bank is None
     trainer.run()
     assert trainer.step == 3 and all(torch.isfinite(torch.tensor(trainer.losses)))
+
+
+# -- the prompt before the concept token, run once per bank view ------------------------------------------------
+@pytest.mark.parametrize("variant", ["smolvlm", "llava"])
+def test_a_cached_prompt_start_gives_the_loss_penalty_and_gradient_of_the_whole_sequence(tiny_backend, variant,
+                                                                                      concept_photos):
+    backend = tiny_backend(variant)
+    with torch.no_grad():  # as the bank: frozen features, no graph shared by the two backward passes
+        features = backend.encode(concept_photos[0])
+    prompts = [backend.caption_prompt(["<sks>"]), backend.question_prompt("What is <sks> doing in the image?")]
+    targets = ["<sks> floating in space in a white suit", "waving"]  # different lengths: rows are padded
+    weights = torch.tensor([0.0075, 10.0])
+    start = backend.prefix_ids(prompts[0])
+    assert start == backend.prefix_ids(prompts[1])
+    results = []
+    for prefix in (None, backend.prefix_states(features, start)):
+        vector = torch.nn.Parameter(torch.randn(backend.concept_dim, generator=torch.Generator().manual_seed(1)))
+        with backend.recording_attentions():
+            lm_loss, reg = backend.loss(features, [vector], prompts, targets, weights, prefix=prefix)
+        (lm_loss + reg).backward()
+        results.append((lm_loss.detach(), reg.detach(), vector.grad))
+    (loss_a, reg_a, grad_a), (loss_b, reg_b, grad_b) = results
+    assert reg_a > 0
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(reg_b, reg_a, rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(grad_b, grad_a, rtol=1e-4, atol=1e-7)
+
+
+def test_a_prefix_of_other_prompts_is_refused(tiny_backend, concept_photos):
+    backend = tiny_backend("smolvlm")
+    features = backend.encode(concept_photos[0][:1])
+    other = backend.prefix_states(features, backend.prefix_ids(backend.caption_prompt())[1:])
+    vector = torch.zeros(backend.concept_dim)
+    with pytest.raises(ValueError, match="prefix"):
+        backend.loss(features, [vector], [backend.caption_prompt(["<sks>"])], ["<sks>"], prefix=other)
+
+
+def test_training_with_the_cached_prompt_start_ends_near_the_vector_of_whole_sequences(tiny_backend,
+                                                                                      concept_photos):
+    backend = tiny_backend("smolvlm")
+    photos, _ = concept_photos
+    samples = [Sample(p, backend.caption_prompt(["<sks>"]), t) for p in range(2)
+               for t in ("<sks> in space", "a photo of <sks> in a white suit")]
+    samples.append(Sample(0, backend.question_prompt("What is <sks> wearing?"), "a white suit", "vqa"))
+    bank = build_bank(backend, photos, views=2)
+    vectors = []
+    for prefix in (False, True):
+        trainer = ConceptTrainer(backend, photos, samples, TrainSettings(steps=12, views=2, prefix=prefix), bank)
+        assert trainer.uses_prefix is prefix
+        vectors.append(trainer.run())
+    assert trainer._prefixes is not None and len(trainer._prefixes) == 1  # one prompt start, every view once
+    start = torch.randn(backend.concept_dim, generator=torch.Generator().manual_seed(0))  # the trainer's seed 0
+    moved, apart = (vectors[0] - start).norm(), (vectors[1] - vectors[0]).norm()
+    # AdamW at lr 1 turns rounding-sized gradient differences into small steps, so: close, not equal
+    assert apart < moved / 1000
+    torch.testing.assert_close(vectors[1], vectors[0], rtol=1e-2, atol=1e-3)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -44,6 +44,17 @@ class Sequences:
     attention_mask: torch.Tensor  # [B, T]
     concept_positions: torch.Tensor  # [B, k] columns of the concept tokens (decoder-only models)
     labels: torch.Tensor | None = None  # decoder-only: [B, T]; encoder-decoder: [B, L] (right-padded)
+
+
+@dataclass
+class Prefix:
+    """A batch's keys and values of the language model over a prompt's start, the same `ids` for every row."""
+
+    ids: list[int]
+    states: list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [B, heads, len(ids), head_dim]
+
+    def select(self, rows: torch.Tensor) -> Prefix:
+        return Prefix(self.ids, [(k[rows], v[rows]) for k, v in self.states])
 
 
 class Backend:
@@ -185,28 +196,76 @@ class Backend:
     # -- training --------------------------------------------------------------------------------------
     def loss(self, features: torch.Tensor, vectors: Sequence[torch.Tensor], prompts: Sequence[str],
              targets: Sequence[str], reg_weights: torch.Tensor | None = None,
-             ends: Sequence[bool] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             ends: Sequence[bool] | None = None, prefix: Prefix | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(language-model loss, attention regulariser) for a batch; gradients reach only `vectors`.
 
-        `ends[i]` False: target i was cut, so the model is not taught to stop after it."""
+        `ends[i]` False: target i was cut, so the model is not taught to stop after it. `prefix`: the cached
+        keys and values of the prompts' start for these features (`prefix_states`), to run only the rest."""
         record = reg_weights is not None and bool((reg_weights > 0).any())
         prompt_ids = [self.prompt_ids(p) for p in prompts]
         ends = [True] * len(targets) if ends is None else list(ends)
         target_ids = [self.target_ids(t, end) for t, end in zip(targets, ends)]
         with self.recording_attentions(record):
-            out, seqs, cross = self.forward(features, vectors, prompt_ids, target_ids, record)
+            out, seqs, cross = self.forward(features, vectors, prompt_ids, target_ids, record, prefix)
         lm_loss = self._lm_loss(out.logits, seqs)
         if not record:
             return lm_loss, lm_loss.new_zeros(())
         per_sample = self._attention_penalty(out, seqs, cross, features.shape[1])
         return lm_loss, (per_sample * reg_weights.to(per_sample)).mean()
 
-    def forward(self, features, vectors, prompt_ids, target_ids=None, record: bool = False):
-        """Run the model with concept tokens appended: (model output, the sequences, recorded cross-attentions)."""
+    def forward(self, features, vectors, prompt_ids, target_ids=None, record: bool = False,
+                prefix: Prefix | None = None):
+        """Run the model with concept tokens appended: (model output, the sequences, recorded cross-attentions).
+
+        With `prefix` (the cached keys and values of every row's prompt before its concept tokens), only the
+        columns from the concept tokens on are run; see `_run_after_prefix`."""
         visual, cross = self.visual(append_concepts(features, vectors), record)
         seqs = self.sequences(prompt_ids, self._lm_concepts(vectors), target_ids)
+        if prefix is not None:
+            return self._run_after_prefix(prefix, visual, seqs, record)
         embeds = self.embed(seqs.input_ids, visual)
         return self._run_lm(embeds, seqs, record), seqs, cross
+
+    # -- training: the prompt before the concept token runs once, without gradients ------------------------
+    def prefix_ids(self, prompt: str) -> list[int]:
+        """The prompt's token ids before its concept tokens (up to its last image placeholder): the model's
+        keys and values there do not depend on a concept vector, since attention only looks back."""
+        ids = self.prompt_ids(prompt)
+        return ids[:self._concept_slot(ids)] if self.concept_tokens_in_lm else []
+
+    @torch.no_grad()
+    def prefix_states(self, features: torch.Tensor, prefix_ids: Sequence[int]) -> Prefix:
+        """Keys and values of the language model over `prefix_ids` for each image's features [B, N, D]."""
+        visual, _ = self.visual(features)
+        ids = torch.tensor([list(prefix_ids)] * features.shape[0], device=self.device)
+        out = self.language_model()(inputs_embeds=self.embed(ids, visual), use_cache=True, logits_to_keep=1)
+        return Prefix(list(prefix_ids), [(layer.keys, layer.values) for layer in out.cache.layers])
+
+    def _run_after_prefix(self, prefix: Prefix, visual: torch.Tensor, seqs: Sequences, record: bool):
+        """The language model over the columns after `prefix`, reading the prefix's keys and values from a cache.
+
+        Each row's left padding moves from before its prefix to just after it: the concept columns and the
+        targets keep their columns, the position ids of real tokens stay those of the full left-padded run, so
+        the loss and the attention maps of these columns are those of the full run (up to rounding)."""
+        from transformers import DynamicCache
+
+        length, width = len(prefix.ids), seqs.input_ids.shape[1]
+        pads = (width - seqs.attention_mask.sum(1))[:, None]
+        cols = torch.arange(width, device=seqs.input_ids.device)[None]
+        order = torch.where(cols < length, cols + pads, torch.where(cols < length + pads, cols - length, cols))
+        ids, mask = seqs.input_ids.gather(1, order), seqs.attention_mask.gather(1, order)
+        if not bool((ids[:, :length] == torch.tensor(prefix.ids, device=ids.device)).all()):
+            raise ValueError("the cached prefix is not the start of these prompts")
+        k = seqs.concept_positions.shape[1]
+        embeds = self.embed(ids[:, length:], visual[:, visual.shape[1] - k:])
+        seqs = replace(seqs, input_ids=ids, attention_mask=mask)
+        keep = int((seqs.labels != IGNORE).sum(1).max()) + 1
+        extra = {"output_attentions": True} if record else {}
+        # a fresh cache per call: it concatenates the new keys onto copies, so the stored prefix never grows
+        cache = DynamicCache(ddp_cache_data=prefix.states)
+        out = self.language_model()(inputs_embeds=embeds, attention_mask=mask, cache=cache, use_cache=True,
+                                    position_ids=positions(mask)[:, length:], logits_to_keep=keep, **extra)
+        return out, seqs, None
 
     def _run_lm(self, embeds: torch.Tensor, seqs: Sequences, record: bool):
         keep = 0 if seqs.labels is None else int((seqs.labels != IGNORE).sum(1).max()) + 1
@@ -220,13 +279,18 @@ class Backend:
         return F.cross_entropy(logits[:, :-1].float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
 
     def _attention_penalty(self, out, seqs: Sequences, cross, n_image: int) -> torch.Tensor:
-        """Per sample: sum over layers of mean(attention to the concept tokens ^ 2) over heads and queries."""
-        valid = seqs.attention_mask[:, None, :, None].float()  # padding queries do not count
+        """Per sample: sum over layers of mean(attention to the concept tokens ^ 2) over heads and queries.
+
+        The mean is over all the sequence's real queries. Maps that start at the concept token (after a cached
+        prefix) lack the queries before it, which attend 0 to it (attention looks back), so the value is the same."""
+        mask = seqs.attention_mask.float()
+        count = mask.sum(1)  # padding queries do not count
         total = 0.0
         for attn in out.attentions:
+            valid = mask[:, None, mask.shape[1] - attn.shape[2]:, None]
             idx = seqs.concept_positions[:, None, None, :].expand(-1, attn.shape[1], attn.shape[2], -1)
             to_concept = attn.gather(-1, idx).float().pow(2) * valid
-            total = total + to_concept.sum(dim=(1, 2, 3)) / (valid.sum(dim=(1, 2, 3)) * attn.shape[1] * idx.shape[-1])
+            total = total + to_concept.sum(dim=(1, 2, 3)) / (count * attn.shape[1] * idx.shape[-1])
         return total
 
     @contextmanager
@@ -315,8 +379,12 @@ class Backend:
     def _insert_placeholders(self, ids: list[int], k: int) -> tuple[list[int], list[int]]:
         if k == 0:
             return list(ids), []
-        last = max(i for i, t in enumerate(ids) if t == self.image_token_id)
-        return ids[:last + 1] + [self.image_token_id] * k + ids[last + 1:], list(range(last + 1, last + 1 + k))
+        slot = self._concept_slot(ids)
+        return ids[:slot] + [self.image_token_id] * k + ids[slot:], list(range(slot, slot + k))
+
+    def _concept_slot(self, ids: Sequence[int]) -> int:
+        """Where concept tokens go: right after the last image placeholder."""
+        return max(i for i, t in enumerate(ids) if t == self.image_token_id) + 1
 
     def embed(self, input_ids: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
         """Token embeddings with the image placeholders replaced, in order, by the visual tokens."""
