@@ -8,7 +8,8 @@ while the chat is open). first_answer: how soon the template answer from SQL fac
 numpy: the same phrasing by vlm/smollm_numpy.py (no torch) from a float32 copy of the cache and the worked
 examples' key/value cache: a fresh process answering the cold CLI's question and facts (`numpy_cold`, interleaved
 with the cold CLI runs), beside `template_cli` (the CLI answering with `--no-llm`: what the CLI costs without any
-model), and warm in one process. BLAS runs on one thread (OPENBLAS_NUM_THREADS=1), as torch does for phrasing.
+model) and `numpy_cli` (the CLI with the numpy runtime put in place of its shared phraser, as the app would be if it
+were switched on), and warm in one process. BLAS runs on one thread (OPENBLAS_NUM_THREADS=1), as torch does for phrasing.
 
     python benchmarks/bench_ask.py [--runs 3] [--out benchmarks/results/ask.json]
 """
@@ -66,6 +67,40 @@ assert ids[:len(cache)] == stored["ids"].tolist()
 new = lm.generate(ids, 40, stop=lambda new: "\\n" in lm.decode(new).lstrip(), cache=cache)
 print(json.dumps({"answer": phrase.first_line(lm.decode(new)), "torch": "torch" in sys.modules}))
 """
+
+
+NUMPY_CLI = """
+import atexit, json, sys
+import numpy as np
+from myvlm_desktop.vlm import phrase, smollm_numpy
+
+class NumpyPhraser:  # what phrase.shared would give if the runtime were switched on (loaded on first use)
+    name = phrase.MODEL_NAME
+
+    def phrase(self, question, facts):
+        folder = sys.argv[1]
+        lm = smollm_numpy.SmolLM(folder)
+        stored, cache = np.load(folder + "/examples.npz"), smollm_numpy.KVCache(lm.layers)
+        cache.keys, cache.values = list(stored["keys"]), list(stored["values"])
+        messages = [*phrase._worked_examples(), {"role": "user", "content": phrase._prompt(question, facts)}]
+        new = lm.generate(lm.chat_ids(messages, add_generation_prompt=True), 40,
+                          stop=lambda new: "\\n" in lm.decode(new).lstrip(), cache=cache)
+        return phrase.first_line(lm.decode(new))
+
+phrase._shared.append(NumpyPhraser())
+atexit.register(lambda: print("torch imported:", "torch" in sys.modules, file=sys.stderr))
+from myvlm_desktop.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def numpy_cli_seconds(folder: Path, data: Path) -> tuple[float, dict, bool]:
+    """The CLI itself (`ask --library`) with the numpy runtime put in place of the shared phraser."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", NUMPY_CLI, str(folder), "--data-dir", str(data), "ask", "--library",
+                          QUESTION, "--json"], capture_output=True, text=True, env=env, check=True)
+    return time.perf_counter() - t0, json.loads(out.stdout), "torch imported: True" in out.stderr
 
 
 def numpy_folder(data: Path) -> Path:
@@ -167,12 +202,13 @@ def main() -> None:
         _, first = cli_seconds(data)
         question, facts = plain(QUESTION), [plain(f["text"]) for f in first["facts"] if f.get("role") == "answer"]
         folder = numpy_folder(data)
-        cold, floor, numpy_cold, template = [], [], [], []
+        cold, floor, numpy_cold, template, numpy_cli = [], [], [], [], []
         for _ in range(args.runs):  # interleaved, so the machine's load weighs on all alike
             cold.append(cli_seconds(data))
             floor.append(import_floor_seconds())
             numpy_cold.append(numpy_seconds(folder, question, facts))
             template.append(cli_seconds(data, "--no-llm")[0])
+            numpy_cli.append(numpy_cli_seconds(folder, data))
         result = {"cpu_count": os.cpu_count(), "load_before": os.getloadavg(), "cache_build_run_s": round(build_s, 2),
                   "cold_s": [round(s, 2) for s, _ in cold], "cold_median_s": round(statistics.median(s for s, _ in cold), 2),
                   "import_floor_s": [round(s, 2) for s in floor], "import_floor_median_s": round(statistics.median(floor), 2),
@@ -181,6 +217,10 @@ def main() -> None:
                   "numpy_cold_median_s": round(statistics.median(s for s, _ in numpy_cold), 2),
                   "numpy_answer": numpy_cold[0][1]["answer"], "numpy_imported_torch": any(r["torch"] for _, r in numpy_cold),
                   "template_cli_s": [round(s, 2) for s in template],
+                  "numpy_cli_s": [round(s, 2) for s, _, _ in numpy_cli],
+                  "numpy_cli_median_s": round(statistics.median(s for s, _, _ in numpy_cli), 2),
+                  "numpy_cli_answer": numpy_cli[0][1]["answer"], "numpy_cli_phrased_by": numpy_cli[0][1]["phrased_by"],
+                  "numpy_cli_imported_torch": any(t for _, _, t in numpy_cli),
                   "template_cli_median_s": round(statistics.median(template), 2),
                   "numpy_warm_s": numpy_warm(folder, question, facts),
                   **in_process(data), "load_after": os.getloadavg()}
@@ -190,7 +230,7 @@ def main() -> None:
           f"(first run ever, building the cache: {result['cache_build_run_s']} s); warm in the app "
           f"{result['warm_s']} s (whole prompt: {result['warm_whole_prompt_s']} s), template shown after {result['warm_first_text_s']} s (load {result['load_before'][0]:.1f} -> {result['load_after'][0]:.1f}) | <= 3 s cold, <= 1 s warm |")
     print(f"| the same phrasing by the numpy runtime (no torch) | cold process {result['numpy_cold_median_s']} s "
-          f"(CLI with the template alone: {result['template_cli_median_s']} s), warm {min(result['numpy_warm_s'])} s; "
+          f"(CLI with the template alone: {result['template_cli_median_s']} s; the CLI phrasing with it: {result['numpy_cli_median_s']} s, torch imported: {result['numpy_cli_imported_torch']}), warm {min(result['numpy_warm_s'])} s; "
           f"answer {result['numpy_answer']!r} vs {result['cold_answer']!r} | <= 3 s cold, <= 1 s warm |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
