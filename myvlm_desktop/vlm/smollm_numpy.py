@@ -3,9 +3,9 @@
 Importing torch and transformers alone takes about 5 s on a 2-core laptop, more than a library question may take
 from the command line. This is the forward of transformers' LlamaForCausalLM for the one small phrasing model:
 RMSNorm, rotary embeddings, grouped-query attention, SiLU MLP, tied embeddings, all read from the cached
-config, with a key/value cache and greedy decoding. The weights are a float32 copy of the bf16 cache (numpy
-has no bf16), memory-mapped; `tokenizers` and jinja2 give the token ids transformers' tokenizer and chat
-template give. The cache folder is written by vlm/phrase.py, which also checks it.
+config, with a key/value cache and greedy decoding. The weights are float32 (what the GGUF's Q4_1 weights
+de-quantise to), memory-mapped; `tokenizers` and jinja2 give the token ids transformers' tokenizer and chat
+template give. The folder is written and checked by vlm/phrase.py.
 """
 
 from __future__ import annotations
@@ -17,26 +17,14 @@ from pathlib import Path
 import numpy as np
 
 WEIGHTS_FP32 = "model-fp32.safetensors"
-MARK_FP32 = "model-fp32.json"  # the float32 file's sha256, written last
 
 
 class DamagedWeights(ValueError):
     """The float32 weights do not match the sha256 they were written with."""
 
 
-def float32_copy(folder: Path, source: Path | None = None) -> None:
-    """Writes the float32 copy of the folder's bf16 weights and its mark (at cache-build time: needs torch)."""
-    from safetensors.numpy import save
-    from safetensors.torch import load_file
-
-    (folder / MARK_FP32).unlink(missing_ok=True)
-    data = save({k: v.float().numpy() for k, v in load_file(source or folder / "model.safetensors").items()})
-    (folder / WEIGHTS_FP32).write_bytes(data)
-    (folder / MARK_FP32).write_text(json.dumps({"sha256": hashlib.sha256(data).hexdigest()}))
-
-
-def check_weights(folder: Path) -> None:
-    """Raises DamagedWeights unless the float32 file's sha256 is the one in its mark."""
+def check_weights(folder: Path, sha256: str) -> None:
+    """Raises DamagedWeights unless the float32 file's sha256 is `sha256`."""
     digest = hashlib.sha256()
     try:
         with (folder / WEIGHTS_FP32).open("rb") as f:
@@ -44,7 +32,7 @@ def check_weights(folder: Path) -> None:
                 digest.update(block)
     except OSError as exc:
         raise DamagedWeights(f"cannot read {WEIGHTS_FP32}: {exc}") from None
-    if _read_json(folder / MARK_FP32).get("sha256") != digest.hexdigest():
+    if digest.hexdigest() != sha256:
         raise DamagedWeights(f"{folder / WEIGHTS_FP32} does not match its sha256")
 
 
@@ -91,12 +79,12 @@ class SmolLM:
     """A Llama causal LM from a folder with config.json, tokenizer.json, tokenizer_config.json (or
     chat_template.jinja) and the float32 weights."""
 
-    def __init__(self, folder: str | Path, check: bool = True):
+    def __init__(self, folder: str | Path, sha256: str | None = None):
         from tokenizers import Tokenizer
 
         folder = Path(folder)
-        if check:
-            check_weights(folder)
+        if sha256 is not None:  # vlm/phrase.py checks it in a thread instead, while answering
+            check_weights(folder, sha256)
         config = json.loads((folder / "config.json").read_text())
         if config.get("hidden_act", "silu") != "silu" or config.get("attention_bias") or config.get("mlp_bias"):
             raise ValueError("only a bias-free SiLU Llama is supported")
@@ -150,7 +138,9 @@ class SmolLM:
             h = self._norm(x, w[p + "post_attention_layernorm.weight"])
             gate = h @ w[p + "mlp.gate_proj.weight"].T
             up = h @ w[p + "mlp.up_proj.weight"].T
-            x = x + (gate / (1 + np.exp(-gate)) * up) @ w[p + "mlp.down_proj.weight"].T
+            with np.errstate(over="ignore"):  # exp(-gate) -> inf for a very negative gate: SiLU is then 0
+                silu = gate / (1 + np.exp(-gate))
+            x = x + (silu * up) @ w[p + "mlp.down_proj.weight"].T
         if all_logits is None:
             return None
         x = self._norm(x if all_logits else x[-1:], w["model.norm.weight"])

