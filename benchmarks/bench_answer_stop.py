@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     load_before = os.getloadavg()
     load_s, phraser = timed(lambda: phrase.Phraser(cache_dir=args.cache))
-    never_stop = lambda tokenizer, start: (lambda ids, scores, **k: False)  # noqa: E731 - the old way
+    never_stop = lambda lm: (lambda new: False)  # noqa: E731 - the old way
     first_line_stop = phrase._first_line_stop
     rows, same = [], True
     for r in range(args.rounds):
