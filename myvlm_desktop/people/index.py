@@ -20,9 +20,8 @@ at the load average given; wall time follows the load, CPU time much less):
   (one BLAS product per list for all the queries probing it) took 82 CPU-s at the same F1: 1.5x faster,
   not the 2x that would justify a second engine whose neighbours differ from those of the incremental runs.
 - 512-D, lists on the full vectors: 348 CPU-s, 184 s wall at load 2, F1 0.9997. With the PCA-128 lists and
-  exact re-ranking: 174 CPU-s at load 6 (128-D in the same run: 127 CPU-s), F1 0.9996; at 1.9 CPU-s per
-  wall second (the quiet 128-D run) about 90 s wall. The hand-written search did 68 s wall (F1 0.9999):
-  about 1.3x faster, under the 2x rule.
+  exact re-ranking: 152 CPU-s, 84 s wall at load 1.7, F1 0.9996 (128-D in the same run: 110 CPU-s, 62 s).
+  The hand-written search did 68 s wall (F1 0.9999): 1.2x faster, under the 2x rule.
 
 The cache (`<data_dir>/index/<name>.faiss` + `.json`) is only a cache: the stamp is the row count and the
 largest row id of the embeddings it holds; when rows were only added the new ones are appended, any other
