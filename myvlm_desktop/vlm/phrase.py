@@ -35,6 +35,7 @@ CACHE_MARK = "myvlm-cache.json"
 CACHE_FORMAT = 3  # float32 weights for the numpy runtime; 2 (bf16, transformers) and 1 are rebuilt
 WEIGHTS = smollm_numpy.WEIGHTS_FP32
 EXAMPLES_FILE = "examples.npz"  # the worked examples' token ids and key/value cache
+OLD_FILES = ("model.safetensors", "examples.safetensors", "examples.json", "model-fp32.json")  # format 2, removed
 
 SYSTEM = ("Answer the question about the user's photos in one short sentence, using only the facts. "
           "Copy names, numbers and dates exactly.")
@@ -220,6 +221,8 @@ def _build(gguf: Path, cache: Path):
     try:
         cache.mkdir(parents=True, exist_ok=True)
         (cache / CACHE_MARK).unlink(missing_ok=True)
+        for name in OLD_FILES:  # an older format's files, not read any more
+            (cache / name).unlink(missing_ok=True)
         tied = model.lm_head.weight is model.model.embed_tokens.weight
         tensors = {k: v.detach().float().numpy() for k, v in model.state_dict().items()
                    if not (tied and k == "lm_head.weight")}

@@ -2,6 +2,7 @@
 the real SmolLM2 weights and checked; unknown names get a clear answer, not an invented one."""
 
 import json
+import shutil
 
 import pytest
 
@@ -162,7 +163,12 @@ def test_the_cli_answers_from_the_cache_without_importing_torch(known, smollm2):
     import subprocess
     import sys
 
-    assert smollm2 is not None  # the cache is built (by the fixture, once)
+    from myvlm_desktop import config
+
+    # the cache the CLI reads: built by the fixture, or by another test file's shared phraser elsewhere
+    folder = config.models_dir(known.root) / "smollm2-135m-instruct"
+    if smollm2.cache_dir != folder:
+        shutil.copytree(smollm2.cache_dir, folder, dirs_exist_ok=True)
     question = "When did I last see <Rex>?"
     run = subprocess.run([sys.executable, "-X", "importtime", "-m", "myvlm_desktop.cli", "--data-dir",
                           str(known.root), "ask", "--library", question, "--json"],

@@ -84,6 +84,7 @@ def test_damaged_weights_are_found_and_rebuilt_from_the_gguf_with_the_same_answe
     shutil.copytree(cache, copy)
     good = phrase._sha256(copy / phrase.WEIGHTS)
     _damage(copy / phrase.WEIGHTS, at=0.3)
+    (copy / "model.safetensors").write_bytes(b"bf16 weights of format 2")  # an older cache's file
     questions = [("When did I last see Tom?", ["Tom was last seen on 2023-01-02, in dog.jpg."]),
                  ("Who is with Alice most often?", ["Alice is most often with Bob (7 photos) and Carol (2 photos)."])]
     with caplog.at_level(logging.WARNING, logger=phrase.__name__):
@@ -91,6 +92,7 @@ def test_damaged_weights_are_found_and_rebuilt_from_the_gguf_with_the_same_answe
         answers = [damaged.phrase(q, f) for q, f in questions]  # the first finds the damage and rebuilds
     assert caplog.text.count("does not match its hashes") == 1
     assert phrase._sha256(copy / phrase.WEIGHTS) == good  # the same bytes as before the damage
+    assert not (copy / "model.safetensors").exists()
     assert answers == [phraser.phrase(q, f) for q, f in questions]
 
 
