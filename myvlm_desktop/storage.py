@@ -8,6 +8,7 @@ becomes `DiskFull`: one clear sentence, the old file untouched, the job free to 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import sqlite3
 import threading
@@ -64,3 +65,12 @@ def atomic_write(target: str | os.PathLike, write: Callable[[BinaryIO], object])
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
     atomic_write(target, lambda handle: handle.write(data))
+
+
+def sha256_of(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    """A file's SHA-256, read in blocks (hashlib lets go of the GIL, so a thread can hash while another works)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()

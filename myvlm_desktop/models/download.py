@@ -166,7 +166,7 @@ def fetch_verified(url: str, part: Path, size: int, sha256: str, progress: Progr
             if drops > RETRIES:
                 raise
             continue
-        if sha256_of(part) == sha256:
+        if storage.sha256_of(part) == sha256:
             return part
         part.unlink()  # all there, wrong bytes: nothing of it can be kept
         damaged += 1
@@ -205,7 +205,7 @@ def damaged_files(folder: Path, listing: dict[str, tuple[int, str | None, str]])
 
 def _digest_differs(path: Path, sha256: str | None, blob_id: str | None) -> bool:
     if sha256 is not None:
-        return sha256_of(path) != sha256
+        return storage.sha256_of(path) != sha256
     return bool(blob_id) and _git_blob_id(path) != blob_id
 
 
@@ -260,7 +260,7 @@ def from_urls(model: ModelSpec, models_dir: Path, progress: Progress | None = No
         raise ModelUnavailable(model.name, "download failed (" + "; ".join(problems) + ")",
                                f"Check the internet connection and run `myvlm models download {model.name}` again, "
                                f"or unpack {model.folder}.zip into {models_dir / model.folder}.")
-    if model.sha256 and sha256_of(part) != model.sha256:
+    if model.sha256 and storage.sha256_of(part) != model.sha256:
         part.unlink()
         raise ModelUnavailable(model.name, "the downloaded archive is corrupt (SHA-256 mismatch)",
                                f"Run `myvlm models download {model.name}` again.")
@@ -305,14 +305,6 @@ def fetch(url: str, part: Path, progress: Progress | None = None, expected_size:
     except OSError as exc:
         raise DownloadError(f"cannot write {part}: {exc.strerror or exc}") from None
     return part
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def install_zip(archive: Path, target: Path, required: tuple[str, ...]) -> Path:

@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 
 from ..models.errors import ModelUnavailable
-from ..storage import atomic_write_bytes
+from ..storage import atomic_write_bytes, sha256_of
 from . import smollm_numpy
 
 log = logging.getLogger(__name__)
@@ -289,14 +289,10 @@ class _HashCheck:
 
 
 def _sha256(path: Path) -> str | None:
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as f:
-            while block := f.read(1 << 24):
-                digest.update(block)
+        return sha256_of(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def _stamp(gguf: Path) -> dict:

@@ -10,11 +10,12 @@ template give. The folder is written and checked by vlm/phrase.py.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
+
+from ..storage import sha256_of
 
 WEIGHTS_FP32 = "model-fp32.safetensors"
 
@@ -25,14 +26,11 @@ class DamagedWeights(ValueError):
 
 def check_weights(folder: Path, sha256: str) -> None:
     """Raises DamagedWeights unless the float32 file's sha256 is `sha256`."""
-    digest = hashlib.sha256()
     try:
-        with (folder / WEIGHTS_FP32).open("rb") as f:
-            while block := f.read(1 << 24):
-                digest.update(block)
+        found = sha256_of(folder / WEIGHTS_FP32)
     except OSError as exc:
         raise DamagedWeights(f"cannot read {WEIGHTS_FP32}: {exc}") from None
-    if digest.hexdigest() != sha256:
+    if found != sha256:
         raise DamagedWeights(f"{folder / WEIGHTS_FP32} does not match its sha256")
 
 
