@@ -89,10 +89,9 @@ def weights_file() -> Path:
 class Phraser:
     """SmolLM2 loaded once; `phrase(question, facts)` writes one sentence from fact sentences, greedily."""
 
-    def __init__(self, cache_dir: str | Path | None = None, max_new_tokens: int = 40, threads: int = 1):
-        # `threads` is kept for callers; numpy's BLAS decides its own (OPENBLAS_NUM_THREADS)
+    def __init__(self, cache_dir: str | Path | None = None, max_new_tokens: int = 40):
         self.name = MODEL_NAME
-        self.max_new_tokens, self.threads = max_new_tokens, threads
+        self.max_new_tokens = max_new_tokens
         if cache_dir is None:  # the runtime reads its files from a folder: a private one for this process
             self._tmp = tempfile.TemporaryDirectory(prefix="smollm2-")
             cache_dir = self._tmp.name
